@@ -1,0 +1,30 @@
+"""The FastAPI application: routes of every domain, problem responses, health."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import csms
+from csms.api.dependencies import ApiServices
+from csms.api.problems import install_problem_handlers
+from csms.stations.routes import router as station_router
+
+
+def create_api(services: ApiServices) -> FastAPI:
+    api = FastAPI(
+        title="CSMS",
+        version=csms.__version__,
+        description=(
+            "A Charging Station Management System. Operators authenticate with "
+            "`Authorization: Bearer <token>` (see `csms operator add`)."
+        ),
+    )
+    api.state.services = services
+    install_problem_handlers(api)
+    api.include_router(station_router)
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return api

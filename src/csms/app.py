@@ -1,0 +1,106 @@
+"""Wiring: one process running the gateway and the HTTP API on one database.
+
+:class:`Csms` is what ``csms serve`` runs and what the tests start on ephemeral
+ports. It owns the engine, the services, the gateway and the HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from csms.api.app import create_api
+from csms.api.dependencies import ApiServices
+from csms.clock import Clock, SystemClock
+from csms.db.engine import create_engine, create_sessionmaker
+from csms.ocpp.gateway import Gateway
+from csms.operators.service import OperatorService
+from csms.settings import Settings
+from csms.stations.service import StationService
+
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the CSMS owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Csms:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.engine = engine or create_engine(settings.database_url)
+        sessionmaker = create_sessionmaker(self.engine)
+        self.stations = StationService(sessionmaker, clock=self.clock)
+        token = settings.operator_bootstrap_token
+        self.operators = OperatorService(
+            sessionmaker,
+            clock=self.clock,
+            bootstrap_token=token.get_secret_value() if token else None,
+        )
+        self.gateway = Gateway(
+            settings=settings, stations=self.stations, clock=self.clock
+        )
+        self.api = create_api(
+            ApiServices(stations=self.stations, operators=self.operators)
+        )
+        self._http: _EmbeddedServer | None = None
+        self._http_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # No station is connected before the gateway listens, whatever the rows
+        # say from before a restart: never show one Available from stale state.
+        offline = await self.stations.mark_all_offline()
+        if offline:
+            logger.info("csms.stations.marked_offline", stations=offline)
+        await self.gateway.start()
+        config = uvicorn.Config(
+            self.api,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._http = _EmbeddedServer(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="http")
+        while not self._http.started:
+            if self._http_task.done():
+                await self._http_task
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.01)
+        logger.info("csms.started", http_port=self.http_port, ocpp_port=self.ocpp_port)
+
+    @property
+    def http_port(self) -> int:
+        assert self._http is not None
+        assert self._http.servers
+        return int(self._http.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def ocpp_port(self) -> int:
+        return self.gateway.port
+
+    async def stop(self) -> None:
+        """Stop accepting, close station sockets properly, release the database."""
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await self._http_task
+        await self.gateway.stop()
+        await self.engine.dispose()
+        logger.info("csms.stopped")

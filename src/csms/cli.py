@@ -1,0 +1,211 @@
+"""The ``csms`` command: serve, migrate, and manage stations and operators."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from csms.app import Csms
+from csms.clock import SystemClock
+from csms.db.engine import create_engine, create_sessionmaker
+from csms.db.migrate import migrate
+from csms.errors import CsmsError
+from csms.logs import configure_logging
+from csms.operators.service import OperatorService
+from csms.settings import LogFormat, Settings
+from csms.stations.service import StationService
+
+_T = TypeVar("_T")
+
+app = typer.Typer(
+    pretty_exceptions_show_locals=False,
+    help="A Charging Station Management System (OCPP 1.6J and 2.0.1).",
+)
+station_app = typer.Typer(help="Register and list charging stations.")
+operator_app = typer.Typer(help="Manage operator accounts.")
+app.add_typer(station_app, name="station")
+app.add_typer(operator_app, name="operator")
+
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option("--log-format", help="console (default) or json."),
+]
+
+
+def _settings(log_format: LogFormat | None = None) -> Settings:
+    settings = Settings()
+    if log_format is not None:
+        settings = settings.model_copy(update={"log_format": log_format})
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
+    return settings
+
+
+def _run(work: Callable[[Settings], Coroutine[Any, Any, _T]], settings: Settings) -> _T:
+    try:
+        return asyncio.run(work(settings))
+    except CsmsError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from exc
+
+
+@app.command()
+def serve(log_format: LogFormatOption = None) -> None:
+    """Run the CSMS: the OCPP gateway and the HTTP API, until SIGTERM or Ctrl-C."""
+    settings = _settings(log_format)
+
+    async def run(settings: Settings) -> None:
+        csms = Csms(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await csms.start()
+        typer.echo(
+            f"CSMS running: HTTP API "
+            f"http://{settings.http_host}:{csms.http_port}/docs, "
+            f"stations ws://{settings.ocpp_host}:{csms.ocpp_port}/ocpp/<station-id>",
+            err=True,
+        )
+        await stop.wait()
+        await csms.stop()
+
+    _run(run, settings)
+
+
+@app.command("migrate")
+def migrate_command(log_format: LogFormatOption = None) -> None:
+    """Create or upgrade the database schema."""
+    settings = _settings(log_format)
+
+    async def run(settings: Settings) -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    _run(run, settings)
+    typer.echo("database is up to date", err=True)
+
+
+async def _with_stations(
+    settings: Settings, work: Callable[[StationService], Awaitable[_T]]
+) -> _T:
+    engine = create_engine(settings.database_url)
+    try:
+        return await work(
+            StationService(create_sessionmaker(engine), clock=SystemClock())
+        )
+    finally:
+        await engine.dispose()
+
+
+@station_app.command("add")
+def station_add(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    password: Annotated[
+        str | None, typer.Option(help="16-40 characters; generated when left out.")
+    ] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude.")] = None,
+    lon: Annotated[float | None, typer.Option(help="Longitude.")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for people.")] = None,
+) -> None:
+    """Register a station; prints its password when one is generated."""
+    settings = _settings()
+
+    async def run(settings: Settings) -> str | None:
+        async def add(stations: StationService) -> str | None:
+            _, generated = await stations.register(
+                station_id, password=password, name=name, latitude=lat, longitude=lon
+            )
+            return generated
+
+        return await _with_stations(settings, add)
+
+    generated = _run(run, settings)
+    typer.echo(f"station {station_id} registered", err=True)
+    if generated is not None:
+        typer.echo("password (shown only now):", err=True)
+        typer.echo(generated)
+
+
+@station_app.command("list")
+def station_list() -> None:
+    """List registered stations with their state."""
+    settings = _settings()
+
+    async def run(settings: Settings) -> list[str]:
+        async def rows(stations: StationService) -> list[str]:
+            lines: list[str] = []
+            after: str | None = None
+            while True:
+                page = await stations.list_stations(limit=500, after=after)
+                for s in page:
+                    where = (
+                        f"{s.latitude:.5f},{s.longitude:.5f}"
+                        if s.latitude is not None and s.longitude is not None
+                        else "-"
+                    )
+                    lines.append(
+                        f"{s.id}\t{s.state}\t{'online' if s.online else 'offline'}"
+                        f"\t{s.ocpp_version or '-'}\t{where}\t{s.name or ''}"
+                    )
+                if len(page) < 500:
+                    return lines
+                after = page[-1].id
+
+        return await _with_stations(settings, rows)
+
+    lines = _run(run, settings)
+    typer.echo("id\tstate\tlink\tocpp\tlocation\tname")
+    for line in lines:
+        typer.echo(line)
+
+
+@station_app.command("set-password")
+def station_set_password(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    password: Annotated[
+        str | None, typer.Option(help="16-40 characters; generated when left out.")
+    ] = None,
+) -> None:
+    """Rotate a station's password; prints the new one when generated."""
+    settings = _settings()
+
+    async def run(settings: Settings) -> str:
+        async def change(stations: StationService) -> str:
+            return await stations.set_password(station_id, password=password)
+
+        return await _with_stations(settings, change)
+
+    new_password = _run(run, settings)
+    if password is None:
+        typer.echo(new_password)
+
+
+@operator_app.command("add")
+def operator_add(email: str) -> None:
+    """Create an operator account; prints its API token, shown only now."""
+    settings = _settings()
+
+    async def run(settings: Settings) -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            operators = OperatorService(
+                create_sessionmaker(engine), clock=SystemClock()
+            )
+            return await operators.add(email)
+        finally:
+            await engine.dispose()
+
+    token = _run(run, settings)
+    typer.echo(f"operator {email} created; API token (shown only now):", err=True)
+    typer.echo(token)
+
+
+def main() -> None:
+    app()

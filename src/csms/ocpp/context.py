@@ -1,0 +1,52 @@
+"""What an OCPP handler gets: the station it speaks for and the services it calls."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from csms.clock import Clock
+from csms.ocpp.framing import OcppVersion
+from csms.stations.service import StationService
+from csms.stations.state import StationState
+
+
+@dataclass(slots=True)
+class StationLink:
+    """The per-connection facts a handler may read and update."""
+
+    station_id: str
+    version: OcppVersion
+    booted: bool
+    state: StationState
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    stations: StationService
+    clock: Clock
+    heartbeat_interval: int
+
+
+@dataclass(slots=True)
+class HandlerContext:
+    link: StationLink
+    services: Services
+    log: structlog.typing.FilteringBoundLogger
+
+
+Handler = Callable[[HandlerContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+Routes = Mapping[str, Handler]
+
+
+class NotBooted(Exception):
+    """A message other than BootNotification from a station never accepted."""
+
+
+def format_time(moment: datetime) -> str:
+    """OCPP date-time: UTC with millisecond precision and a ``Z``."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

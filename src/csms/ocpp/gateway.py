@@ -1,0 +1,550 @@
+"""The OCPP-J WebSocket gateway: handshake, authentication, dispatch, liveness.
+
+This is the I/O layer around the pure pieces (framing, validation, outgoing
+calls, liveness, registry). It translates frames into calls on the domain
+services and holds no truth of its own: everything a station is told has been
+stored first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from csms.clock import Clock
+from csms.errors import Conflict, StationNotFound
+from csms.logs import mask_tokens
+from csms.ocpp import v16, v201
+from csms.ocpp.calls import CallTimeout, OutgoingCalls
+from csms.ocpp.context import (
+    HandlerContext,
+    Routes,
+    Services,
+    StationLink,
+)
+from csms.ocpp.framing import (
+    Call,
+    ErrorKind,
+    FrameError,
+    OcppVersion,
+    encode_error,
+    encode_result,
+    error_code,
+    parse_frame,
+)
+from csms.ocpp.liveness import DueActions, LivenessMonitor, LivenessPolicy
+from csms.ocpp.registry import ConnectionRegistry
+from csms.ocpp.throttle import AuthThrottle
+from csms.ocpp.validation import SchemaViolation, get_validator
+from csms.settings import Settings
+from csms.stations.credentials import parse_basic_auth, verify_password
+from csms.stations.service import StationService
+from csms.stations.state import StationState
+
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.ocpp")
+
+PATH_PREFIX = "/ocpp/"
+# When a station offers both, the newer protocol is chosen.
+SUBPROTOCOLS = (OcppVersion.V201, OcppVersion.V16)
+ROUTES: dict[OcppVersion, Routes] = {
+    OcppVersion.V16: v16.ROUTES,
+    OcppVersion.V201: v201.ROUTES,
+}
+# B02.FR.09 (2.0.1): until a boot is accepted, everything else is refused. 1.6
+# (section 4.2.1) says the same in prose; its closest error code is SecurityError.
+PRE_BOOT_ACTIONS = frozenset({"BootNotification"})
+CLOSE_REPLACED = 4000
+
+
+class StationNotConnected(Conflict):
+    title = "Station not connected"
+
+    def __init__(self, station_id: str) -> None:
+        super().__init__(f"Station {station_id!r} is not connected.")
+        self.station_id = station_id
+
+
+@dataclass(eq=False, slots=True)
+class StationConnection:
+    socket: ServerConnection
+    link: StationLink
+    log: structlog.typing.FilteringBoundLogger
+    calls: OutgoingCalls = field(default_factory=OutgoingCalls)
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        stations: StationService,
+        clock: Clock,
+        throttle: AuthThrottle | None = None,
+    ) -> None:
+        self._settings = settings
+        self._stations = stations
+        self._clock = clock
+        self._throttle = throttle or AuthThrottle(clock=clock)
+        self._services = Services(
+            stations=stations,
+            clock=clock,
+            heartbeat_interval=int(settings.heartbeat_interval.total_seconds()),
+        )
+        self._registry: ConnectionRegistry[StationConnection] = ConnectionRegistry()
+        self._monitor = LivenessMonitor(
+            LivenessPolicy(
+                heartbeat_window=settings.heartbeat_window.total_seconds(),
+                ping_interval_idle=settings.ping_interval_idle.total_seconds(),
+                ping_interval_charging=settings.ping_interval_charging.total_seconds(),
+                ping_timeout=settings.ping_timeout.total_seconds(),
+            )
+        )
+        # One lock per station id while anyone uses it, so that the link updates
+        # of an old and a new connection of the same station never interleave.
+        self._link_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._seen: dict[str, datetime] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: Server | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self._settings
+        self._server = await serve(
+            self._serve_station,
+            settings.ocpp_host,
+            settings.ocpp_port,
+            process_request=self._authenticate,
+            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            # Per-message compression costs up to 64 KiB a socket: off at fleet scale.
+            compression=None,
+            max_size=settings.max_frame_bytes,
+            # Our own liveness monitor pings, idle and charging stations differently.
+            ping_interval=None,
+            ping_timeout=None,
+            open_timeout=settings.handshake_timeout.total_seconds(),
+            close_timeout=5,
+            server_header=None,
+        )
+        self._spawn(self._watch_liveness(), name="liveness")
+        logger.info("ocpp.gateway.started", host=settings.ocpp_host, port=self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the gateway is not started"
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.flush_last_seen()
+        logger.info("ocpp.gateway.stopped")
+
+    # -- what others may ask -----------------------------------------------------
+
+    def is_connected(self, station_id: str) -> bool:
+        return self._registry.get(station_id) is not None
+
+    def connected_station_ids(self) -> list[str]:
+        return self._registry.station_ids()
+
+    async def call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send a CALL to a connected station and return its answer's payload."""
+        connection = self._registry.get(station_id)
+        if connection is None:
+            raise StationNotConnected(station_id)
+        validator = get_validator(connection.link.version)
+        validator.validate_request(action, payload)
+        wait = timeout or self._settings.call_timeout.total_seconds()
+        connection.log.info("ocpp.call.sent", action=action)
+        answer = await connection.calls.call(
+            action, payload, send=connection.socket.send, timeout=wait
+        )
+        validator.validate_response(action, answer)
+        return answer
+
+    # -- the handshake -----------------------------------------------------------
+
+    async def _authenticate(
+        self, socket: ServerConnection, request: Request
+    ) -> Response | None:
+        """Refuse, before any OCPP message is read, whoever is not a station.
+
+        Security profile 1: HTTP Basic auth on the upgrade request, the user name
+        being the station id in the URL (2.0.1 A00.FR.201..206).
+        """
+        address = _address_of(socket)
+        station_id = station_id_from_path(request.path)
+        if station_id is None:
+            return _refuse(
+                socket,
+                HTTPStatus.NOT_FOUND,
+                "Stations connect at /ocpp/<station-id>.",
+            )
+        if not set(SUBPROTOCOLS) & set(_offered_subprotocols(request.headers)):
+            return _refuse(
+                socket,
+                HTTPStatus.BAD_REQUEST,
+                "Offer the WebSocket subprotocol ocpp2.0.1 or ocpp1.6.",
+            )
+
+        # Slow down whoever failed recently, before looking at the password,
+        # so that guessing costs time without locking the real station out.
+        delay = self._throttle.delay_for(station_id=station_id, address=address)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+        credentials = parse_basic_auth(request.headers.get("Authorization"))
+        if credentials is None:
+            return await self._refuse_auth(
+                socket, station_id, address, "missing_credentials"
+            )
+        if credentials.username != station_id:
+            return await self._refuse_auth(
+                socket, station_id, address, "username_mismatch"
+            )
+        stored = await self._stations.get_credentials(station_id)
+        if stored is None:
+            return await self._refuse_auth(
+                socket, station_id, address, "unknown_station", HTTPStatus.NOT_FOUND
+            )
+        if not verify_password(credentials.password, stored.password_hash):
+            return await self._refuse_auth(
+                socket, station_id, address, "wrong_password"
+            )
+        self._throttle.record_success(station_id=station_id, address=address)
+        return None
+
+    async def _refuse_auth(
+        self,
+        socket: ServerConnection,
+        station_id: str,
+        address: str,
+        reason: str,
+        status: HTTPStatus = HTTPStatus.UNAUTHORIZED,
+    ) -> Response:
+        self._throttle.record_failure(station_id=station_id, address=address)
+        logger.warning(
+            "ocpp.auth.failed",
+            station_id=station_id,
+            source_address=address,
+            reason=reason,
+            security_event=True,
+        )
+        await self._stations.record_event(
+            station_id,
+            "auth_failed",
+            security=True,
+            source_address=address,
+            details={"reason": reason},
+        )
+        if status is HTTPStatus.NOT_FOUND:
+            return _refuse(socket, status, "Unknown station.")
+        response = _refuse(
+            socket, status, "Authenticate with the station's id and password."
+        )
+        response.headers["WWW-Authenticate"] = 'Basic realm="csms", charset="UTF-8"'
+        return response
+
+    # -- a station's connection --------------------------------------------------
+
+    async def _serve_station(self, socket: ServerConnection) -> None:
+        assert socket.request is not None
+        station_id = station_id_from_path(socket.request.path)
+        assert station_id is not None
+        version = OcppVersion(str(socket.subprotocol))
+        log = logger.bind(station_id=station_id, ocpp_version=version.value)
+        address = _address_of(socket)
+        connection = StationConnection(
+            socket=socket,
+            link=StationLink(
+                station_id=station_id,
+                version=version,
+                booted=False,
+                state=StationState.UNAVAILABLE,
+            ),
+            log=log,
+        )
+
+        # The newest authenticated connection wins; the old one is closed.
+        previous = self._registry.register(station_id, connection)
+        self._monitor.seen(station_id, now=self._clock.monotonic())
+        if previous is not None:
+            log.warning(
+                "ocpp.connection.replaced",
+                source_address=address,
+                security_event=True,
+            )
+            self._spawn(
+                previous.socket.close(CLOSE_REPLACED, "replaced by a newer connection"),
+                name=f"close-replaced-{station_id}",
+            )
+        try:
+            async with self._link_lock(station_id):
+                if previous is not None:
+                    await self._stations.record_event(
+                        station_id,
+                        "duplicate_connection",
+                        security=True,
+                        source_address=address,
+                    )
+                outcome = await self._stations.mark_connected(
+                    station_id, ocpp_version=version.value
+                )
+            connection.link.booted = outcome.booted
+            connection.link.state = outcome.state
+            self._monitor.set_charging(
+                station_id, outcome.state is StationState.CHARGING
+            )
+            log.info("ocpp.connection.opened", source_address=address)
+            await self._read_frames(connection)
+        except StationNotFound:
+            log.warning("ocpp.connection.station_removed")
+        finally:
+            await self._close_link(connection)
+
+    async def _read_frames(self, connection: StationConnection) -> None:
+        socket = connection.socket
+        station_id = connection.link.station_id
+        try:
+            async for raw in socket:
+                self._monitor.seen(station_id, now=self._clock.monotonic())
+                self._seen[station_id] = self._clock.now()
+                reply = await self.handle_frame(connection, raw)
+                if reply is not None:
+                    await socket.send(reply)
+        except ConnectionClosed:
+            pass
+
+    async def _close_link(self, connection: StationConnection) -> None:
+        station_id = connection.link.station_id
+        connection.calls.fail_all(StationNotConnected(station_id))
+        if not self._registry.unregister(station_id, connection):
+            connection.log.info("ocpp.connection.closed", replaced=True)
+            return
+        self._monitor.forget(station_id)
+        async with self._link_lock(station_id):
+            # A newer connection may have registered while we waited.
+            if self._registry.get(station_id) is not None:
+                return
+            try:
+                outcome = await self._stations.mark_offline(station_id)
+            except StationNotFound:
+                return
+        connection.log.info(
+            "ocpp.connection.closed",
+            code=connection.socket.close_code,
+            state=outcome.state.value,
+        )
+
+    # -- frames ------------------------------------------------------------------
+
+    async def handle_frame(
+        self, connection: StationConnection, raw: str | bytes
+    ) -> str | None:
+        """Turn one received frame into the text to send back, if any."""
+        version = connection.link.version
+        try:
+            frame = parse_frame(raw)
+        except FrameError as exc:
+            connection.log.warning(
+                "ocpp.frame.rejected", kind=exc.kind.value, reason=exc.description
+            )
+            return encode_error(
+                exc.message_id, error_code(exc.kind, version), exc.description
+            )
+        if isinstance(frame, Call):
+            return await self._handle_call(connection, frame)
+        if not connection.calls.resolve(frame):
+            connection.log.warning(
+                "ocpp.answer.unexpected", message_id=frame.message_id
+            )
+        return None
+
+    async def _handle_call(self, connection: StationConnection, call: Call) -> str:
+        link = connection.link
+        log = connection.log.bind(message_id=call.message_id, action=call.action)
+
+        def refuse(kind: ErrorKind, description: str) -> str:
+            return encode_error(
+                call.message_id, error_code(kind, link.version), description
+            )
+
+        validator = get_validator(link.version)
+        handler = ROUTES[link.version].get(call.action)
+        if handler is None:
+            # NotImplemented: an action this version does not define;
+            # NotSupported: one it defines but this CSMS does not handle.
+            known = validator.knows(call.action)
+            log.warning("ocpp.call.unhandled", known=known)
+            if known:
+                return refuse(
+                    ErrorKind.NOT_SUPPORTED, f"{call.action} is not supported."
+                )
+            return refuse(ErrorKind.NOT_IMPLEMENTED, f"Unknown action {call.action}.")
+        try:
+            validator.validate_request(call.action, call.payload)
+        except SchemaViolation as exc:
+            log.warning(
+                "ocpp.call.invalid", kind=exc.kind.value, reason=exc.description
+            )
+            return refuse(exc.kind, exc.description)
+        if not link.booted and call.action not in PRE_BOOT_ACTIONS:
+            log.warning("ocpp.call.before_boot")
+            return refuse(
+                ErrorKind.SECURITY_ERROR,
+                "Send a BootNotification and wait for Accepted first.",
+            )
+
+        log.debug("ocpp.call.received", payload=mask_tokens(call.payload))
+        context = HandlerContext(link=link, services=self._services, log=log)
+        try:
+            response = await handler(context, call.payload)
+        except Exception:
+            log.exception("ocpp.call.failed")
+            return refuse(ErrorKind.INTERNAL_ERROR, "The CSMS could not handle it.")
+        self._monitor.set_charging(link.station_id, link.state is StationState.CHARGING)
+        return encode_result(call.message_id, response)
+
+    # -- liveness ----------------------------------------------------------------
+
+    async def check_liveness(self) -> DueActions:
+        """One tick of the watchdog: ping, drop dead links, mark silent stations."""
+        due = self._monitor.due(now=self._clock.monotonic())
+        for station_id in due.ping:
+            connection = self._registry.get(station_id)
+            if connection is not None:
+                await self._ping(connection)
+        for station_id in due.dead:
+            connection = self._registry.get(station_id)
+            if connection is not None:
+                connection.log.warning("ocpp.link.dead", reason="no pong")
+                self._forget_link(connection)
+        for station_id in due.silent:
+            connection = self._registry.get(station_id)
+            if connection is not None:
+                connection.log.warning("ocpp.link.silent")
+                self._forget_link(connection)
+        await self.flush_last_seen()
+        return due
+
+    def _forget_link(self, connection: StationConnection) -> None:
+        # Abort rather than close: a silent peer would not answer a closing
+        # handshake either. The reader then ends and marks the station offline.
+        self._monitor.forget(connection.link.station_id)
+        connection.socket.transport.abort()
+
+    async def _ping(self, connection: StationConnection) -> None:
+        station_id = connection.link.station_id
+        try:
+            waiter = await connection.socket.ping()
+        except ConnectionClosed:
+            return
+        self._monitor.pinged(station_id, now=self._clock.monotonic())
+
+        def on_pong(future: asyncio.Future[float]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                return
+            if self._registry.get(station_id) is connection:
+                self._monitor.seen(station_id, now=self._clock.monotonic())
+                self._seen[station_id] = self._clock.now()
+
+        asyncio.ensure_future(waiter).add_done_callback(on_pong)
+
+    async def flush_last_seen(self) -> None:
+        """Write last-seen times in one batch: never one UPDATE per heartbeat."""
+        if not self._seen:
+            return
+        batch, self._seen = self._seen, {}
+        try:
+            await self._stations.record_last_seen(batch)
+        except Exception:
+            logger.exception("ocpp.liveness.flush_failed", stations=len(batch))
+            # Keep the newest of what was lost and what arrived since.
+            for station_id, seen_at in batch.items():
+                self._seen.setdefault(station_id, seen_at)
+
+    async def _watch_liveness(self) -> None:
+        interval = self._settings.liveness_check_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_liveness()
+            except Exception:
+                logger.exception("ocpp.liveness.tick_failed")
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _link_lock(self, station_id: str) -> asyncio.Lock:
+        lock = self._link_locks.get(station_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._link_locks[station_id] = lock
+        return lock
+
+    def _spawn(self, coroutine: Any, *, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "gateway.task.failed", task=task.get_name(), exc_info=task.exception()
+            )
+
+
+def station_id_from_path(path: str) -> str | None:
+    """The station id in ``/ocpp/<station-id>``, URL-decoded; None for other paths."""
+    route = urlsplit(path).path
+    if not route.startswith(PATH_PREFIX):
+        return None
+    station_id = unquote(route[len(PATH_PREFIX) :])
+    if not station_id or "/" in station_id:
+        return None
+    return station_id
+
+
+def _offered_subprotocols(headers: Headers) -> Iterable[str]:
+    for value in headers.get_all("Sec-WebSocket-Protocol"):
+        for item in value.split(","):
+            yield item.strip()
+
+
+def _address_of(socket: ServerConnection) -> str:
+    remote = socket.remote_address
+    return str(remote[0]) if remote else "unknown"
+
+
+def _refuse(socket: ServerConnection, status: HTTPStatus, reason: str) -> Response:
+    return socket.respond(status, reason + "\n")
+
+
+__all__ = ["CallTimeout", "Gateway", "StationConnection", "StationNotConnected"]

@@ -1,0 +1,72 @@
+"""Configuration, read from ``CSMS_*`` environment variables.
+
+Every setting is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_PATH = Path("var") / "csms.sqlite3"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """What an operator can tune without touching code."""
+
+    model_config = SettingsConfigDict(env_prefix="CSMS_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    ocpp_host: str = "0.0.0.0"  # noqa: S104 - stations connect from the network
+    ocpp_port: int = Field(default=9000, ge=0, le=65535)
+
+    heartbeat_interval: timedelta = timedelta(seconds=180)
+    heartbeat_grace_factor: float = Field(default=1.5, ge=1.0)
+    ping_interval_idle: timedelta = timedelta(seconds=180)
+    ping_interval_charging: timedelta = timedelta(seconds=5)
+    ping_timeout: timedelta = timedelta(seconds=10)
+    liveness_check_interval: timedelta = timedelta(seconds=5)
+    handshake_timeout: timedelta = timedelta(seconds=30)
+    call_timeout: timedelta = timedelta(seconds=30)
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    operator_bootstrap_token: SecretStr | None = None
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.CONSOLE
+
+    @property
+    def heartbeat_window(self) -> timedelta:
+        """How long a station may stay silent before it counts as gone."""
+        return self.heartbeat_interval * self.heartbeat_grace_factor
+
+    @model_validator(mode="after")
+    def _refuse_weak_bootstrap_token_in_production(self) -> Settings:
+        token = self.operator_bootstrap_token
+        if (
+            self.environment is Environment.PRODUCTION
+            and token is not None
+            and len(token.get_secret_value()) < 32
+        ):
+            raise ValueError(
+                "CSMS_OPERATOR_BOOTSTRAP_TOKEN must be at least 32 characters "
+                "in production"
+            )
+        return self

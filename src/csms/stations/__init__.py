@@ -1,0 +1,1 @@
+"""Charging stations: their identity, credentials and lifecycle."""

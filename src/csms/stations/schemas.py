@@ -1,0 +1,116 @@
+"""What the HTTP API says about stations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from csms.stations.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from csms.stations.models import STATION_ID_MAX_LENGTH, Station
+from csms.stations.state import StationState
+
+
+class Location(BaseModel):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+
+
+class StationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        min_length=1,
+        max_length=STATION_ID_MAX_LENGTH,
+        pattern=r"^[A-Za-z0-9\-_.*+@]+$",
+        description="The station's OCPP identity: the last segment of its URL.",
+    )
+    name: str | None = Field(default=None, max_length=200)
+    location: Location | None = None
+    password: str | None = Field(
+        default=None,
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=MAX_PASSWORD_LENGTH,
+        description="Leave out to have one generated (and shown once).",
+    )
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(
+        default=None, min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH
+    )
+
+
+class ConnectorOut(BaseModel):
+    evse_id: int
+    connector_id: int
+    status: str
+    error_code: str | None
+    updated_at: datetime
+
+
+class StationOut(BaseModel):
+    id: str
+    name: str | None
+    location: Location | None
+    state: StationState
+    online: bool
+    offline_while_charging: bool = Field(
+        description="Charging when its link was lost: the charge awaits reconciliation."
+    )
+    ocpp_version: str | None
+    vendor: str | None
+    model: str | None
+    firmware_version: str | None
+    last_seen_at: datetime | None
+    connectors: list[ConnectorOut]
+
+    @classmethod
+    def from_station(cls, station: Station) -> StationOut:
+        location = None
+        if station.latitude is not None and station.longitude is not None:
+            location = Location(latitude=station.latitude, longitude=station.longitude)
+        state = StationState(station.state)
+        return cls(
+            id=station.id,
+            name=station.name,
+            location=location,
+            state=state,
+            online=station.online,
+            offline_while_charging=state is StationState.CHARGING
+            and not station.online,
+            ocpp_version=station.ocpp_version,
+            vendor=station.vendor,
+            model=station.model,
+            firmware_version=station.firmware_version,
+            last_seen_at=station.last_seen_at,
+            connectors=[
+                ConnectorOut(
+                    evse_id=c.evse_id,
+                    connector_id=c.connector_id,
+                    status=c.status,
+                    error_code=c.error_code,
+                    updated_at=c.updated_at,
+                )
+                for c in station.connectors
+            ],
+        )
+
+
+class StationCreated(StationOut):
+    password: str | None = Field(
+        description="The generated password, shown only in this answer; null if given."
+    )
+
+
+class PasswordOut(BaseModel):
+    password: str
+
+
+class StationPage(BaseModel):
+    items: list[StationOut]
+    next_after: str | None = Field(
+        description="Pass as `after` to get the next page; null on the last one."
+    )

@@ -1,0 +1,390 @@
+"""The rules for stations: registration, credentials, boot, connectors, liveness.
+
+Each public method is one unit of work, committed before it returns, so that what
+the gateway acknowledges to a station is already stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from csms.clock import Clock
+from csms.errors import InvalidInput, StationAlreadyExists, StationNotFound
+from csms.stations.credentials import (
+    InvalidPassword,
+    generate_password,
+    hash_password,
+    validate_password,
+)
+from csms.stations.models import STATION_ID_MAX_LENGTH, Connector, Station, StationEvent
+from csms.stations.state import ConnectorStatus, StationState, derive_station_state
+
+# Station ids travel as the last URL path segment and as the Basic-auth user
+# name, where ':' would split the credentials: keep to a safe set.
+_STATION_ID_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.*+@"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StationCredentials:
+    station_id: str
+    password_hash: str
+    security_profile: int
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    vendor: str
+    model: str
+    serial_number: str | None
+    firmware_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What the gateway needs to know after a station's link changed."""
+
+    state: StationState
+    booted: bool
+
+
+def validate_station_id(station_id: str) -> None:
+    if not 1 <= len(station_id) <= STATION_ID_MAX_LENGTH:
+        raise InvalidInput(f"A station id has 1 to {STATION_ID_MAX_LENGTH} characters.")
+    if not set(station_id) <= _STATION_ID_CHARACTERS:
+        raise InvalidInput("A station id may use letters, digits and - _ . * + @ only.")
+
+
+def validate_location(latitude: float | None, longitude: float | None) -> None:
+    if (latitude is None) != (longitude is None):
+        raise InvalidInput("Give both latitude and longitude, or neither.")
+    if latitude is not None and not -90.0 <= latitude <= 90.0:
+        raise InvalidInput("Latitude must be between -90 and 90.")
+    if longitude is not None and not -180.0 <= longitude <= 180.0:
+        raise InvalidInput("Longitude must be between -180 and 180.")
+
+
+class StationService:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._clock = clock
+
+    # -- registration and credentials -------------------------------------------
+
+    async def register(
+        self,
+        station_id: str,
+        *,
+        password: str | None = None,
+        name: str | None = None,
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> tuple[Station, str | None]:
+        """Register a station; returns it and its password when one was generated."""
+        validate_station_id(station_id)
+        validate_location(latitude, longitude)
+        generated = None
+        if password is None:
+            password = generated = generate_password()
+        else:
+            _check_password(password)
+
+        now = self._clock.now()
+        station = Station(
+            id=station_id,
+            name=name,
+            latitude=latitude,
+            longitude=longitude,
+            password_hash=hash_password(password),
+            security_profile=1,
+            state=StationState.UNAVAILABLE.value,
+            online=False,
+            created_at=now,
+            updated_at=now,
+            connectors=[],
+        )
+        async with self._sessionmaker() as session:
+            session.add(station)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise StationAlreadyExists(station_id) from exc
+        return station, generated
+
+    async def set_password(self, station_id: str, *, password: str | None) -> str:
+        """Replace a station's password; returns the new one (generated if None)."""
+        if password is None:
+            password = generate_password()
+        else:
+            _check_password(password)
+        async with self._sessionmaker() as session:
+            result = await session.execute(
+                update(Station)
+                .where(Station.id == station_id)
+                .values(
+                    password_hash=hash_password(password), updated_at=self._clock.now()
+                )
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StationNotFound(station_id)
+            await session.commit()
+        return password
+
+    async def get_credentials(self, station_id: str) -> StationCredentials | None:
+        async with self._sessionmaker() as session:
+            row = (
+                await session.execute(
+                    select(Station.password_hash, Station.security_profile).where(
+                        Station.id == station_id
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        return StationCredentials(station_id, row.password_hash, row.security_profile)
+
+    # -- reading ------------------------------------------------------------------
+
+    async def get(self, station_id: str) -> Station:
+        async with self._sessionmaker() as session:
+            station = await session.scalar(
+                select(Station)
+                .where(Station.id == station_id)
+                .options(selectinload(Station.connectors))
+            )
+        if station is None:
+            raise StationNotFound(station_id)
+        return station
+
+    async def list_stations(
+        self,
+        *,
+        state: StationState | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Sequence[Station]:
+        """Stations ordered by id, a page at a time (keyset on the id)."""
+        query = select(Station).options(selectinload(Station.connectors))
+        if state is not None:
+            query = query.where(Station.state == state.value)
+        if after is not None:
+            query = query.where(Station.id > after)
+        query = query.order_by(Station.id).limit(limit)
+        async with self._sessionmaker() as session:
+            return (await session.scalars(query)).all()
+
+    # -- the link -------------------------------------------------------------------
+
+    async def mark_connected(
+        self, station_id: str, *, ocpp_version: str
+    ) -> LinkOutcome:
+        async with self._sessionmaker() as session:
+            station = await _lock_station(session, station_id)
+            now = self._clock.now()
+            station.online = True
+            station.ocpp_version = ocpp_version
+            station.connected_at = now
+            station.last_seen_at = now
+            outcome = await _refresh_state(session, station, now=now)
+            await session.commit()
+        return outcome
+
+    async def mark_offline(self, station_id: str) -> LinkOutcome:
+        """The link is gone (socket closed, or silent past its window)."""
+        async with self._sessionmaker() as session:
+            station = await _lock_station(session, station_id)
+            station.online = False
+            outcome = await _refresh_state(session, station, now=self._clock.now())
+            await session.commit()
+        return outcome
+
+    async def accept_boot(self, station_id: str, boot: BootInfo) -> LinkOutcome:
+        async with self._sessionmaker() as session:
+            station = await _lock_station(session, station_id)
+            now = self._clock.now()
+            station.vendor = boot.vendor
+            station.model = boot.model
+            station.serial_number = boot.serial_number
+            station.firmware_version = boot.firmware_version
+            station.boot_accepted_at = now
+            station.last_seen_at = now
+            session.add(
+                StationEvent(
+                    station_id=station_id,
+                    kind="boot",
+                    security=False,
+                    details={
+                        "vendor": boot.vendor,
+                        "model": boot.model,
+                        "firmware_version": boot.firmware_version,
+                    },
+                    created_at=now,
+                )
+            )
+            outcome = await _refresh_state(session, station, now=now)
+            await session.commit()
+        return outcome
+
+    async def update_connector(
+        self,
+        station_id: str,
+        *,
+        evse_id: int,
+        connector_id: int,
+        status: str,
+        error_code: str | None = None,
+    ) -> LinkOutcome:
+        async with self._sessionmaker() as session:
+            station = await _lock_station(session, station_id)
+            now = self._clock.now()
+            connector = await session.get(
+                Connector, (station_id, evse_id, connector_id)
+            )
+            if connector is None:
+                session.add(
+                    Connector(
+                        station_id=station_id,
+                        evse_id=evse_id,
+                        connector_id=connector_id,
+                        status=status,
+                        error_code=error_code,
+                        updated_at=now,
+                    )
+                )
+            else:
+                connector.status = status
+                connector.error_code = error_code
+                connector.updated_at = now
+            await session.flush()
+            outcome = await _refresh_state(session, station, now=now)
+            await session.commit()
+        return outcome
+
+    async def record_last_seen(self, seen: Mapping[str, datetime]) -> None:
+        """Store many stations' last-seen times in one statement (batched liveness)."""
+        if not seen:
+            return
+        # A Core UPDATE over the table with many parameter sets: one round trip
+        # per batch instead of one statement per heartbeat.
+        table = Station.__table__
+        assert isinstance(table, Table)
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("station_id"))
+            .values(last_seen_at=bindparam("seen_at"))
+        )
+        async with self._sessionmaker() as session:
+            connection = await session.connection()
+            await connection.execute(
+                statement,
+                [{"station_id": key, "seen_at": value} for key, value in seen.items()],
+            )
+            await session.commit()
+
+    async def mark_all_offline(self) -> int:
+        """At start-up no station is connected yet, whatever the rows say."""
+        async with self._sessionmaker() as session:
+            stations = (
+                await session.scalars(
+                    select(Station)
+                    .where(Station.online.is_(True))
+                    .options(selectinload(Station.connectors))
+                )
+            ).all()
+            now = self._clock.now()
+            for station in stations:
+                station.online = False
+                station.state = _derive(station).value
+                station.updated_at = now
+            await session.commit()
+        return len(stations)
+
+    # -- audit --------------------------------------------------------------------
+
+    async def record_event(
+        self,
+        station_id: str,
+        kind: str,
+        *,
+        security: bool = False,
+        source_address: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        async with self._sessionmaker() as session:
+            session.add(
+                StationEvent(
+                    station_id=station_id[:200],
+                    kind=kind,
+                    security=security,
+                    source_address=source_address,
+                    details=details or {},
+                    created_at=self._clock.now(),
+                )
+            )
+            await session.commit()
+
+    async def list_events(
+        self, station_id: str, *, limit: int = 50
+    ) -> Sequence[StationEvent]:
+        async with self._sessionmaker() as session:
+            return (
+                await session.scalars(
+                    select(StationEvent)
+                    .where(StationEvent.station_id == station_id)
+                    .order_by(StationEvent.id.desc())
+                    .limit(limit)
+                )
+            ).all()
+
+
+def _check_password(password: str) -> None:
+    try:
+        validate_password(password)
+    except InvalidPassword as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+async def _lock_station(session: AsyncSession, station_id: str) -> Station:
+    # FOR UPDATE serialises state changes of one station on PostgreSQL (SQLite
+    # serialises all writers anyway), so two messages never derive from stale rows.
+    station = await session.scalar(
+        select(Station)
+        .where(Station.id == station_id)
+        .options(selectinload(Station.connectors))
+        .with_for_update()
+    )
+    if station is None:
+        raise StationNotFound(station_id)
+    return station
+
+
+async def _refresh_state(
+    session: AsyncSession, station: Station, *, now: datetime
+) -> LinkOutcome:
+    await session.refresh(station, ["connectors"])
+    state = _derive(station)
+    station.state = state.value
+    station.updated_at = now
+    return LinkOutcome(state=state, booted=station.boot_accepted_at is not None)
+
+
+def _derive(station: Station) -> StationState:
+    return derive_station_state(
+        online=station.online,
+        booted=station.boot_accepted_at is not None,
+        connectors=[
+            ConnectorStatus(c.evse_id, c.connector_id, c.status)
+            for c in station.connectors
+        ],
+    )
