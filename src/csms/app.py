@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from csms.api.app import create_api
 from csms.api.dependencies import ApiServices
 from csms.clock import Clock, SystemClock
+from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.ocpp.gateway import Gateway
 from csms.operators.service import OperatorService
@@ -53,11 +54,18 @@ class Csms:
             clock=self.clock,
             bootstrap_token=token.get_secret_value() if token else None,
         )
+        self.customers = CustomerService(
+            sessionmaker, clock=self.clock, settings=settings
+        )
         self.gateway = Gateway(
             settings=settings, stations=self.stations, clock=self.clock
         )
         self.api = create_api(
-            ApiServices(stations=self.stations, operators=self.operators)
+            ApiServices(
+                stations=self.stations,
+                operators=self.operators,
+                customers=self.customers,
+            )
         )
         self._http: _EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None

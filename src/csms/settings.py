@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
 
     operator_bootstrap_token: SecretStr | None = None
+    # Signs customers' bearer tokens. Left unset in development, a random one is
+    # made at start (tokens then end with the process); production requires one.
+    jwt_secret: SecretStr | None = None
+    access_token_lifetime: timedelta = timedelta(minutes=30)
+
+    nearby_max_radius_km: float = Field(default=50.0, gt=0)
+    nearby_max_limit: int = Field(default=100, ge=1)
+    remote_start_timeout: timedelta = timedelta(seconds=60)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.CONSOLE
 
@@ -58,7 +66,7 @@ class Settings(BaseSettings):
         return self.heartbeat_interval * self.heartbeat_grace_factor
 
     @model_validator(mode="after")
-    def _refuse_weak_bootstrap_token_in_production(self) -> Settings:
+    def _refuse_placeholder_secrets_in_production(self) -> Settings:
         token = self.operator_bootstrap_token
         if (
             self.environment is Environment.PRODUCTION
@@ -68,5 +76,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CSMS_OPERATOR_BOOTSTRAP_TOKEN must be at least 32 characters "
                 "in production"
+            )
+        secret = self.jwt_secret
+        if self.environment is Environment.PRODUCTION and (
+            secret is None or len(secret.get_secret_value()) < 32
+        ):
+            raise ValueError(
+                "CSMS_JWT_SECRET must be set to at least 32 characters in production"
             )
         return self

@@ -7,6 +7,9 @@ from fastapi import FastAPI
 import csms
 from csms.api.dependencies import ApiServices
 from csms.api.problems import install_problem_handlers
+from csms.charging.routes import router as charging_router
+from csms.customers.routes import router as customer_router
+from csms.stations.public_routes import router as public_station_router
 from csms.stations.routes import router as station_router
 
 
@@ -21,6 +24,9 @@ def create_api(services: ApiServices) -> FastAPI:
     )
     api.state.services = services
     install_problem_handlers(api)
+    api.include_router(customer_router)
+    api.include_router(public_station_router)
+    api.include_router(charging_router)
     api.include_router(station_router)
 
     @api.get("/healthz", tags=["health"])

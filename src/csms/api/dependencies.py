@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from csms.customers.service import CustomerService
 from csms.operators.service import OperatorIdentity, OperatorService
 from csms.stations.service import StationService
 
@@ -16,6 +17,7 @@ from csms.stations.service import StationService
 class ApiServices:
     stations: StationService
     operators: OperatorService
+    customers: CustomerService
 
 
 def get_services(request: Request) -> ApiServices:

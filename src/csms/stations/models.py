@@ -55,7 +55,11 @@ class Station(Base):
         cascade="all, delete-orphan",
     )
 
-    __table_args__ = (Index("ix_stations_state", "state"),)
+    __table_args__ = (
+        Index("ix_stations_state", "state"),
+        # Nearby search: an indexed bounding box on latitude, then longitude.
+        Index("ix_stations_location", "latitude", "longitude"),
+    )
 
 
 class Connector(Base):

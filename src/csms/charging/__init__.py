@@ -1,0 +1,1 @@
+"""Charging: sessions started for a car, and their Charge Detail Records."""

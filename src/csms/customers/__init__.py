@@ -1,0 +1,1 @@
+"""Customers: accounts, the cars they own and the id tokens stations see."""
