@@ -19,6 +19,7 @@ from csms.api.dependencies import ApiServices
 from csms.clock import Clock, SystemClock
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
+from csms.ocpp.context import Services
 from csms.ocpp.gateway import Gateway
 from csms.operators.service import OperatorService
 from csms.settings import Settings
@@ -58,7 +59,12 @@ class Csms:
             sessionmaker, clock=self.clock, settings=settings
         )
         self.gateway = Gateway(
-            settings=settings, stations=self.stations, clock=self.clock
+            settings=settings,
+            services=Services(
+                stations=self.stations,
+                clock=self.clock,
+                heartbeat_interval=int(settings.heartbeat_interval.total_seconds()),
+            ),
         )
         self.api = create_api(
             ApiServices(

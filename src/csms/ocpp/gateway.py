@@ -23,7 +23,6 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from csms.clock import Clock
 from csms.errors import Conflict, StationNotFound
 from csms.logs import mask_tokens
 from csms.ocpp import v16, v201
@@ -50,7 +49,6 @@ from csms.ocpp.throttle import AuthThrottle
 from csms.ocpp.validation import SchemaViolation, get_validator
 from csms.settings import Settings
 from csms.stations.credentials import parse_basic_auth, verify_password
-from csms.stations.service import StationService
 from csms.stations.state import StationState
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.ocpp")
@@ -89,19 +87,14 @@ class Gateway:
         self,
         *,
         settings: Settings,
-        stations: StationService,
-        clock: Clock,
+        services: Services,
         throttle: AuthThrottle | None = None,
     ) -> None:
         self._settings = settings
-        self._stations = stations
-        self._clock = clock
-        self._throttle = throttle or AuthThrottle(clock=clock)
-        self._services = Services(
-            stations=stations,
-            clock=clock,
-            heartbeat_interval=int(settings.heartbeat_interval.total_seconds()),
-        )
+        self._services = services
+        self._stations = services.stations
+        self._clock = services.clock
+        self._throttle = throttle or AuthThrottle(clock=services.clock)
         self._registry: ConnectionRegistry[StationConnection] = ConnectionRegistry()
         self._monitor = LivenessMonitor(
             LivenessPolicy(
