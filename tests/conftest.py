@@ -45,8 +45,10 @@ class RegisteredStation:
 
 @pytest.fixture(scope="session")
 def worker_name(request: pytest.FixtureRequest) -> str:
+    """Unique to this run and worker: concurrent runs never share a template."""
     workerinput = getattr(request.config, "workerinput", {})
-    return str(workerinput.get("workerid", "main"))
+    run = str(workerinput.get("testrunuid", os.getpid()))[:8]
+    return f"{run}_{workerinput.get('workerid', 'main')}"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -16,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.api.app import create_api
 from csms.api.dependencies import ApiServices
+from csms.charging.service import ChargingService
 from csms.clock import Clock, SystemClock
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.ocpp.context import Services
+from csms.ocpp.framing import OcppVersion
 from csms.ocpp.gateway import Gateway
 from csms.operators.service import OperatorService
 from csms.settings import Settings
@@ -34,6 +37,30 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class _GatewayCommands:
+    """Reaches stations through this process's gateway (built after charging,
+    which needs it): the in-process stand-in for a bus between roles."""
+
+    gateway: Gateway | None = None
+
+    def _require(self) -> Gateway:
+        assert self.gateway is not None, "the gateway is not wired yet"
+        return self.gateway
+
+    def version_of(self, station_id: str) -> OcppVersion | None:
+        return self._require().version_of(station_id)
+
+    async def call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        return await self._require().call(station_id, action, payload, timeout=timeout)
 
 
 class Csms:
@@ -58,23 +85,37 @@ class Csms:
         self.customers = CustomerService(
             sessionmaker, clock=self.clock, settings=settings
         )
+        commands = _GatewayCommands()
+        self.charging = ChargingService(
+            sessionmaker,
+            clock=self.clock,
+            customers=self.customers,
+            stations=self.stations,
+            commands=commands,
+            start_timeout=settings.remote_start_timeout,
+            call_timeout=settings.call_timeout,
+        )
         self.gateway = Gateway(
             settings=settings,
             services=Services(
                 stations=self.stations,
+                charging=self.charging,
                 clock=self.clock,
                 heartbeat_interval=int(settings.heartbeat_interval.total_seconds()),
             ),
         )
+        commands.gateway = self.gateway
         self.api = create_api(
             ApiServices(
                 stations=self.stations,
                 operators=self.operators,
                 customers=self.customers,
+                charging=self.charging,
             )
         )
         self._http: _EmbeddedServer | None = None
         self._http_task: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # No station is connected before the gateway listens, whatever the rows
@@ -83,6 +124,9 @@ class Csms:
         if offline:
             logger.info("csms.stations.marked_offline", stations=offline)
         await self.gateway.start()
+        timer = asyncio.create_task(self._expire_starts(), name="expire-starts")
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
         config = uvicorn.Config(
             self.api,
             host=self.settings.http_host,
@@ -110,8 +154,20 @@ class Csms:
     def ocpp_port(self) -> int:
         return self.gateway.port
 
+    async def _expire_starts(self) -> None:
+        interval = self.settings.liveness_check_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.charging.fail_overdue_starts()
+            except Exception:
+                logger.exception("charging.expire_starts.failed")
+
     async def stop(self) -> None:
         """Stop accepting, close station sockets properly, release the database."""
+        for timer in list(self._timers):
+            timer.cancel()
+        await asyncio.gather(*self._timers, return_exceptions=True)
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await self._http_task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -13,10 +14,11 @@ from csms.app import Csms
 from csms.clock import SystemClock
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.db.migrate import migrate
-from csms.errors import CsmsError
+from csms.errors import CsmsError, StationAlreadyExists
 from csms.logs import configure_logging
 from csms.operators.service import OperatorService
 from csms.settings import LogFormat, Settings
+from csms.stations.credentials import generate_password
 from csms.stations.service import StationService
 
 _T = TypeVar("_T")
@@ -205,6 +207,92 @@ def operator_add(email: str) -> None:
     token = _run(run, settings)
     typer.echo(f"operator {email} created; API token (shown only now):", err=True)
     typer.echo(token)
+
+
+@app.command()
+def simulate(
+    url: Annotated[
+        str, typer.Option(help="The CSMS's station endpoint, without the id.")
+    ] = "ws://127.0.0.1:9000/ocpp",
+    station: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ID:PASSWORD of a registered station; repeat for more.",
+        ),
+    ] = None,
+    count: Annotated[
+        int, typer.Option(help="Register and run COUNT new stations SIM-0001….")
+    ] = 0,
+    version: Annotated[
+        str, typer.Option(help="ocpp1.6, ocpp2.0.1, or mixed.")
+    ] = "ocpp1.6",
+    meter_interval: Annotated[float, typer.Option(help="Seconds.")] = 10.0,
+    time_factor: Annotated[
+        float, typer.Option(help="Simulated seconds per real second.")
+    ] = 1.0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds.")
+    ] = None,
+) -> None:
+    """Run simulated stations that boot, heartbeat and charge when told to."""
+    from csms.simulator.fleet import StationSpec, run_fleet
+    from csms.simulator.station import V16, V201, SimulatorOptions
+
+    settings = _settings()
+    versions = {"ocpp1.6": [V16], "ocpp2.0.1": [V201], "mixed": [V16, V201]}
+    if version not in versions:
+        raise typer.BadParameter(
+            "use ocpp1.6, ocpp2.0.1 or mixed", param_hint="--version"
+        )
+    specs: list[StationSpec] = []
+    for index, item in enumerate(station or []):
+        station_id, _, password = item.partition(":")
+        if not password:
+            raise typer.BadParameter("give ID:PASSWORD", param_hint="--station")
+        choice = versions[version][index % len(versions[version])]
+        specs.append(StationSpec(station_id, password, choice))
+
+    async def run(settings: Settings) -> None:
+        if count:
+
+            async def register(stations: StationService) -> None:
+                for index in range(count):
+                    station_id = f"SIM-{index + 1:04d}"
+                    password = generate_password()
+                    with contextlib.suppress(StationAlreadyExists):
+                        await stations.register(station_id)
+                    await stations.set_password(station_id, password=password)
+                    choice = versions[version][index % len(versions[version])]
+                    specs.append(StationSpec(station_id, password, choice))
+
+            await _with_stations(settings, register)
+        if not specs:
+            raise typer.BadParameter("give --station ID:PASSWORD or --count N")
+        options = SimulatorOptions(
+            meter_interval=meter_interval, time_factor=time_factor
+        )
+        progress = await run_fleet(url, specs, options=options, duration=duration)
+        for failure in progress.failures:
+            typer.echo(f"failed: {failure}", err=True)
+
+    _run(run, settings)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the CSMS and stations running afterwards.")
+    ] = False,
+) -> None:
+    """Start the CSMS with three simulated stations and walk a customer's journey."""
+    from csms.simulator.demo import run_demo
+
+    settings = _settings()
+
+    async def run(settings: Settings) -> None:
+        await run_demo(settings, keep_running=keep_running)
+
+    _run(run, settings)
 
 
 def main() -> None:

@@ -6,9 +6,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+)
 
-from csms.customers.service import CustomerService
+from csms.charging.service import ChargingService
+from csms.customers.service import CustomerIdentity, CustomerService
 from csms.operators.service import OperatorIdentity, OperatorService
 from csms.stations.service import StationService
 
@@ -18,6 +23,7 @@ class ApiServices:
     stations: StationService
     operators: OperatorService
     customers: CustomerService
+    charging: ChargingService
 
 
 def get_services(request: Request) -> ApiServices:
@@ -45,5 +51,35 @@ async def require_operator(
     return identity
 
 
+_customer_bearer = OAuth2PasswordBearer(
+    tokenUrl="/api/v1/auth/token",
+    scheme_name="CustomerToken",
+    description="A customer access token, from POST /api/v1/auth/token",
+    auto_error=False,
+)
+
+
+async def require_customer(
+    services: Annotated[ApiServices, Depends(get_services)],
+    token: Annotated[str | None, Depends(_customer_bearer)],
+) -> CustomerIdentity:
+    if token is None:
+        raise HTTPException(
+            status_code=401,
+            detail="A customer token is required (Authorization: Bearer <token>).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    identity = await services.customers.authenticate(token)
+    if identity is None:
+        # RFC 6750, section 3.1: a token that is expired, altered or revoked.
+        raise HTTPException(
+            status_code=401,
+            detail="The customer token is invalid or expired; log in again.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return identity
+
+
 Services = Annotated[ApiServices, Depends(get_services)]
 OperatorDep = Annotated[OperatorIdentity, Depends(require_operator)]
+CustomerDep = Annotated[CustomerIdentity, Depends(require_customer)]

@@ -13,7 +13,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from csms.errors import Conflict
 from csms.ocpp.framing import CallError, CallResult, encode_call
+
+
+class StationNotConnected(Conflict):
+    title = "Station not connected"
+
+    def __init__(self, station_id: str) -> None:
+        super().__init__(f"Station {station_id!r} is not connected.")
+        self.station_id = station_id
 
 
 class CallFailed(Exception):

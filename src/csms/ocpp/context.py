@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -13,6 +13,9 @@ from csms.clock import Clock
 from csms.ocpp.framing import OcppVersion
 from csms.stations.service import StationService
 from csms.stations.state import StationState
+
+if TYPE_CHECKING:
+    from csms.charging.service import ChargingService
 
 
 @dataclass(slots=True)
@@ -28,6 +31,7 @@ class StationLink:
 @dataclass(frozen=True, slots=True)
 class Services:
     stations: StationService
+    charging: ChargingService
     clock: Clock
     heartbeat_interval: int
 

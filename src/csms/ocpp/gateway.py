@@ -23,10 +23,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from csms.errors import Conflict, StationNotFound
+from csms.errors import StationNotFound
 from csms.logs import mask_tokens
 from csms.ocpp import v16, v201
-from csms.ocpp.calls import CallTimeout, OutgoingCalls
+from csms.ocpp.calls import CallTimeout, OutgoingCalls, StationNotConnected
 from csms.ocpp.context import (
     HandlerContext,
     Routes,
@@ -64,14 +64,6 @@ ROUTES: dict[OcppVersion, Routes] = {
 # (section 4.2.1) says the same in prose; its closest error code is SecurityError.
 PRE_BOOT_ACTIONS = frozenset({"BootNotification"})
 CLOSE_REPLACED = 4000
-
-
-class StationNotConnected(Conflict):
-    title = "Station not connected"
-
-    def __init__(self, station_id: str) -> None:
-        super().__init__(f"Station {station_id!r} is not connected.")
-        self.station_id = station_id
 
 
 @dataclass(eq=False, slots=True)
@@ -156,6 +148,11 @@ class Gateway:
 
     def is_connected(self, station_id: str) -> bool:
         return self._registry.get(station_id) is not None
+
+    def version_of(self, station_id: str) -> OcppVersion | None:
+        """The OCPP version of the station's live connection; None when offline."""
+        connection = self._registry.get(station_id)
+        return None if connection is None else connection.link.version
 
     def connected_station_ids(self) -> list[str]:
         return self._registry.station_ids()

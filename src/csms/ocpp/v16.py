@@ -7,8 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.charging.meter import parse_timestamp
+from csms.customers.service import AuthorizationStatus
 from csms.ocpp.context import HandlerContext, Routes, format_time
 from csms.stations.service import BootInfo
+
+# 1.6 AuthorizationStatus has no "Unknown" (section 7.2): an unknown tag is Invalid.
+_ID_TAG_STATUS = {
+    AuthorizationStatus.ACCEPTED: "Accepted",
+    AuthorizationStatus.BLOCKED: "Blocked",
+    AuthorizationStatus.EXPIRED: "Expired",
+    AuthorizationStatus.INVALID: "Invalid",
+    AuthorizationStatus.UNKNOWN: "Invalid",
+}
 
 
 async def on_boot_notification(
@@ -61,6 +72,57 @@ async def on_status_notification(
     return {}
 
 
+async def on_authorize(ctx: HandlerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    status = await ctx.services.charging.authorize(payload["idTag"])
+    ctx.log.info("ocpp.authorize.answered", status=status.value)
+    return {"idTagInfo": {"status": _ID_TAG_STATUS[status]}}
+
+
+async def on_start_transaction(
+    ctx: HandlerContext, payload: dict[str, Any]
+) -> dict[str, Any]:
+    outcome = await ctx.services.charging.start_transaction_16(
+        ctx.link.station_id,
+        connector_id=payload["connectorId"],
+        id_tag=payload["idTag"],
+        meter_start=payload["meterStart"],
+        timestamp=parse_timestamp(payload["timestamp"]),
+    )
+    return {
+        "transactionId": outcome.transaction_id,
+        "idTagInfo": {"status": _ID_TAG_STATUS[outcome.status]},
+    }
+
+
+async def on_meter_values(
+    ctx: HandlerContext, payload: dict[str, Any]
+) -> dict[str, Any]:
+    await ctx.services.charging.meter_values_16(
+        ctx.link.station_id,
+        transaction_id=payload.get("transactionId"),
+        meter_values=payload["meterValue"],
+    )
+    return {}
+
+
+async def on_stop_transaction(
+    ctx: HandlerContext, payload: dict[str, Any]
+) -> dict[str, Any]:
+    await ctx.services.charging.stop_transaction_16(
+        ctx.link.station_id,
+        transaction_id=payload["transactionId"],
+        meter_stop=payload["meterStop"],
+        timestamp=parse_timestamp(payload["timestamp"]),
+        reason=payload.get("reason"),
+        transaction_data=payload.get("transactionData"),
+    )
+    id_tag = payload.get("idTag")
+    if id_tag is None:
+        return {}
+    status = await ctx.services.charging.authorize(id_tag)
+    return {"idTagInfo": {"status": _ID_TAG_STATUS[status]}}
+
+
 async def on_data_transfer(
     ctx: HandlerContext, payload: dict[str, Any]
 ) -> dict[str, Any]:
@@ -76,6 +138,10 @@ ROUTES: Routes = {
     "BootNotification": on_boot_notification,
     "Heartbeat": on_heartbeat,
     "StatusNotification": on_status_notification,
+    "Authorize": on_authorize,
+    "StartTransaction": on_start_transaction,
+    "MeterValues": on_meter_values,
+    "StopTransaction": on_stop_transaction,
     "DataTransfer": on_data_transfer,
     "DiagnosticsStatusNotification": acknowledge,
     "FirmwareStatusNotification": acknowledge,

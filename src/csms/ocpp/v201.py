@@ -61,6 +61,31 @@ async def on_status_notification(
     return {}
 
 
+async def on_authorize(ctx: HandlerContext, payload: dict[str, Any]) -> dict[str, Any]:
+    status = await ctx.services.charging.authorize(payload["idToken"]["idToken"])
+    ctx.log.info("ocpp.authorize.answered", status=status.value)
+    return {"idTokenInfo": {"status": status.value}}
+
+
+async def on_transaction_event(
+    ctx: HandlerContext, payload: dict[str, Any]
+) -> dict[str, Any]:
+    status = await ctx.services.charging.transaction_event_201(
+        ctx.link.station_id, payload
+    )
+    # idTokenInfo answers an event that carried an idToken (E03.FR.01, E05.FR.01).
+    if status is None:
+        return {}
+    return {"idTokenInfo": {"status": status.value}}
+
+
+async def on_meter_values(
+    ctx: HandlerContext, payload: dict[str, Any]
+) -> dict[str, Any]:
+    # Outside a transaction (2.0.1 MeterValues): nothing to bill, acknowledged.
+    return {}
+
+
 async def on_security_event(
     ctx: HandlerContext, payload: dict[str, Any]
 ) -> dict[str, Any]:
@@ -93,6 +118,9 @@ ROUTES: Routes = {
     "Heartbeat": on_heartbeat,
     "StatusNotification": on_status_notification,
     "SecurityEventNotification": on_security_event,
+    "Authorize": on_authorize,
+    "TransactionEvent": on_transaction_event,
+    "MeterValues": on_meter_values,
     "DataTransfer": on_data_transfer,
     "FirmwareStatusNotification": acknowledge,
     "LogStatusNotification": acknowledge,

@@ -1,7 +1,97 @@
-"""What customers may see of stations: live state near a point, nothing more."""
+"""What customers may see of stations: live state near a point, nothing more.
+
+These endpoints need no login: where a station is and whether it is free is
+public information.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from csms.api.dependencies import Services
+from csms.settings import Settings
+from csms.stations.nearby import DEFAULT_LIMIT, DEFAULT_RADIUS_KM, NearbyService
+from csms.stations.public_schemas import (
+    NearbyStationOut,
+    NearbyStations,
+    PublicStation,
+)
 
 router = APIRouter(prefix="/api/v1/stations", tags=["stations"])
+
+
+def get_nearby_service(request: Request, services: Services) -> NearbyService:
+    """The app's NearbyService, built on first use and kept on the app's state.
+
+    TODO: the wiring (``csms.app``) should build the NearbyService from the
+    Settings it was given and pass it in with ``ApiServices``. Until it does,
+    the caps are read from the ``CSMS_NEARBY_*`` environment variables here:
+    the same values ``csms serve`` uses, but a ``Settings`` object handed to
+    ``Csms`` directly with other caps is not seen.
+    """
+    nearby: NearbyService | None = getattr(request.app.state, "nearby", None)
+    if nearby is None:
+        settings = Settings()
+        nearby = NearbyService(
+            services.stations.sessionmaker,
+            max_radius_km=settings.nearby_max_radius_km,
+            max_limit=settings.nearby_max_limit,
+        )
+        request.app.state.nearby = nearby
+    return nearby
+
+
+NearbyDep = Annotated[NearbyService, Depends(get_nearby_service)]
+
+
+@router.get("/nearby")
+async def list_nearby_stations(
+    nearby: NearbyDep,
+    lat: Annotated[
+        float,
+        Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude, degrees."),
+    ],
+    lon: Annotated[
+        float,
+        Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude, degrees."),
+    ],
+    radius_km: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            allow_inf_nan=False,
+            description=(
+                f"Search radius in km; {DEFAULT_RADIUS_KM:g} when left out. Above "
+                "the configured maximum (CSMS_NEARBY_MAX_RADIUS_KM, 50 by default) "
+                "the request is refused with 422, not clamped."
+            ),
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description=(
+                f"At most this many stations; {DEFAULT_LIMIT} when left out. Above "
+                "the configured maximum (CSMS_NEARBY_MAX_LIMIT, 100 by default) "
+                "the request is refused with 422."
+            ),
+        ),
+    ] = None,
+) -> NearbyStations:
+    """Stations within the radius of a point, nearest first, with their live state.
+
+    Stations without a location are never listed.
+    """
+    found = await nearby.find(
+        latitude=lat, longitude=lon, radius_km=radius_km, limit=limit
+    )
+    return NearbyStations(items=[NearbyStationOut.from_found(item) for item in found])
+
+
+@router.get("/{station_id}")
+async def get_public_station(station_id: str, services: Services) -> PublicStation:
+    """One station's public view: location, live state and connector statuses."""
+    return PublicStation.from_station(await services.stations.get(station_id))

@@ -80,6 +80,11 @@ class StationService:
         self._sessionmaker = sessionmaker
         self._clock = clock
 
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The sessions this service works with, for read-only companions."""
+        return self._sessionmaker
+
     # -- registration and credentials -------------------------------------------
 
     async def register(

@@ -1,0 +1,1 @@
+"""Simulated charging stations, for the demo, the tests and load runs."""
