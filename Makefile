@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Parallel test workers; 2 matches the CI machine.
 WORKERS ?= 2
 
-.PHONY: run test lint typecheck check migrate clean
+.PHONY: run demo test lint typecheck check migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ migrate: $(STAMP)
 
 run: migrate
 	$(BIN)/csms serve
+
+demo: $(STAMP)
+	$(BIN)/csms demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(WORKERS) $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ from csms.ocpp.framing import OcppVersion
 from csms.ocpp.gateway import Gateway
 from csms.operators.service import OperatorService
 from csms.settings import Settings
+from csms.stations.nearby import NearbyService
 from csms.stations.service import StationService
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms")
@@ -111,6 +112,11 @@ class Csms:
                 operators=self.operators,
                 customers=self.customers,
                 charging=self.charging,
+                nearby=NearbyService(
+                    sessionmaker,
+                    max_radius_km=settings.nearby_max_radius_km,
+                    max_limit=settings.nearby_max_limit,
+                ),
             )
         )
         self._http: _EmbeddedServer | None = None

@@ -10,7 +10,6 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from csms.app import Csms
 from csms.clock import SystemClock
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.db.migrate import migrate
@@ -57,6 +56,10 @@ def _run(work: Callable[[Settings], Coroutine[Any, Any, _T]], settings: Settings
 @app.command()
 def serve(log_format: LogFormatOption = None) -> None:
     """Run the CSMS: the OCPP gateway and the HTTP API, until SIGTERM or Ctrl-C."""
+    # Imported here: the web stack takes seconds to import, which every other
+    # command (station add, operator add, migrate) would pay for nothing.
+    from csms.app import Csms
+
     settings = _settings(log_format)
 
     async def run(settings: Settings) -> None:

@@ -2,8 +2,9 @@
 
 SQLite only: these tests exercise the command line (arguments, output, exit
 codes), not the database. The services the commands call are already tested on
-both databases, and a subprocess cannot share the per-test PostgreSQL copy that
-the ``database_url`` fixture manages inside the test's event loop.
+both databases by the other tests. Each test starts from a copy of the migrated
+SQLite template; what a command stored is checked in-process, and only the
+command under test runs as a (slow to start) subprocess.
 """
 
 from __future__ import annotations
@@ -12,20 +13,33 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from csms.clock import SystemClock
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.operators.service import OperatorIdentity, OperatorService
+from csms.stations.models import Station
+from csms.stations.service import StationService
+
+from support.databases import SqliteTemplate
 
 CSMS = Path(sys.executable).parent / "csms"
 
+_T = TypeVar("_T")
+
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def empty_database_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'cli.sqlite3'}"
+
+
+@pytest.fixture
+def migrated(sqlite_template: SqliteTemplate, tmp_path: Path) -> str:
+    return sqlite_template.copy_to(tmp_path)
 
 
 def _csms(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -40,11 +54,30 @@ def _csms(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.fixture
-def migrated(database_url: str) -> str:
-    result = _csms(database_url, "migrate")
-    assert result.returncode == 0, result.stderr
-    return database_url
+async def _use_stations(
+    database_url: str, work: Callable[[StationService], Awaitable[_T]]
+) -> _T:
+    engine = create_engine(database_url)
+    try:
+        return await work(
+            StationService(create_sessionmaker(engine), clock=SystemClock())
+        )
+    finally:
+        await engine.dispose()
+
+
+def _register(database_url: str, station_id: str, **details: Any) -> None:
+    async def register(stations: StationService) -> None:
+        await stations.register(station_id, **details)
+
+    asyncio.run(_use_stations(database_url, register))
+
+
+def _get_station(database_url: str, station_id: str) -> Station:
+    async def get(stations: StationService) -> Station:
+        return await stations.get(station_id)
+
+    return asyncio.run(_use_stations(database_url, get))
 
 
 async def _authenticate(database_url: str, token: str) -> OperatorIdentity | None:
@@ -56,12 +89,15 @@ async def _authenticate(database_url: str, token: str) -> OperatorIdentity | Non
         await engine.dispose()
 
 
-def test_migrate_creates_the_schema(database_url: str, tmp_path: Path) -> None:
-    result = _csms(database_url, "migrate")
+def test_migrate_creates_a_schema_stations_can_be_stored_in(
+    empty_database_url: str,
+) -> None:
+    result = _csms(empty_database_url, "migrate")
 
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stderr
-    assert (tmp_path / "cli.sqlite3").stat().st_size > 0
+    _register(empty_database_url, "CP-1")
+    assert _get_station(empty_database_url, "CP-1").id == "CP-1"
 
 
 def test_station_add_prints_a_generated_password_on_stdout(migrated: str) -> None:
@@ -72,12 +108,13 @@ def test_station_add_prints_a_generated_password_on_stdout(migrated: str) -> Non
     assert 16 <= len(password) <= 40
     assert "\n" not in password
     assert " " not in password
+    assert _get_station(migrated, "CP-X").state == "Unavailable"
 
 
 def test_station_add_of_an_existing_id_fails_with_a_clear_message(
     migrated: str,
 ) -> None:
-    assert _csms(migrated, "station", "add", "CP-X").returncode == 0
+    _register(migrated, "CP-X")
 
     again = _csms(migrated, "station", "add", "CP-X")
 
@@ -108,24 +145,13 @@ def test_station_add_with_given_password_and_location_prints_no_password(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+    stored = _get_station(migrated, "CP-Y")
+    assert (stored.latitude, stored.longitude, stored.name) == (1.0, 2.0, "North")
 
 
 def test_station_list_shows_every_station(migrated: str) -> None:
-    _csms(migrated, "station", "add", "CP-X")
-    _csms(
-        migrated,
-        "station",
-        "add",
-        "CP-Y",
-        "--password",
-        "given-password-00001",
-        "--lat",
-        "1",
-        "--lon",
-        "2",
-        "--name",
-        "North",
-    )
+    _register(migrated, "CP-X")
+    _register(migrated, "CP-Y", name="North", latitude=1.0, longitude=2.0)
 
     result = _csms(migrated, "station", "list")
 

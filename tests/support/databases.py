@@ -66,7 +66,9 @@ class SqliteTemplate:
 class PostgresTemplate:
     def __init__(self, admin_url: str, worker: str) -> None:
         self.admin_url = admin_url
-        self.name = f"csms_template_{worker}"
+        # The process id keeps concurrent test runs on one server (two people,
+        # or CI jobs) from dropping each other's template mid-run.
+        self.name = f"csms_template_{worker}_{os.getpid()}"
         self._worker = worker
         self._counter = itertools.count()
 

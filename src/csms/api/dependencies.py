@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import (
     HTTPAuthorizationCredentials,
     HTTPBearer,
@@ -14,7 +14,9 @@ from fastapi.security import (
 
 from csms.charging.service import ChargingService
 from csms.customers.service import CustomerIdentity, CustomerService
+from csms.db.base import MAX_DATABASE_ID
 from csms.operators.service import OperatorIdentity, OperatorService
+from csms.stations.nearby import NearbyService
 from csms.stations.service import StationService
 
 
@@ -24,6 +26,7 @@ class ApiServices:
     operators: OperatorService
     customers: CustomerService
     charging: ChargingService
+    nearby: NearbyService
 
 
 def get_services(request: Request) -> ApiServices:
@@ -83,3 +86,6 @@ async def require_customer(
 Services = Annotated[ApiServices, Depends(get_services)]
 OperatorDep = Annotated[OperatorIdentity, Depends(require_operator)]
 CustomerDep = Annotated[CustomerIdentity, Depends(require_customer)]
+
+# A number too large to name a row must be a 422, not an overflow in a driver.
+RowId = Annotated[int, Path(ge=1, le=MAX_DATABASE_ID)]

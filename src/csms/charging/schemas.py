@@ -8,17 +8,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from csms.charging.models import ChargeDetailRecord
 from csms.charging.state import CdrState
+from csms.db.base import MAX_DATABASE_ID
 
 
 class ChargingSessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    car_id: int = Field(ge=1, description="One of your cars.")
+    car_id: int = Field(ge=1, le=MAX_DATABASE_ID, description="One of your cars.")
     station_id: str = Field(min_length=1, max_length=48)
     evse_id: int | None = Field(
-        default=None, ge=1, description="2.0.1 stations: the EVSE; 1.6: the connector."
+        default=None,
+        ge=1,
+        le=MAX_DATABASE_ID,
+        description="2.0.1 stations: the EVSE; 1.6: the connector.",
     )
-    connector_id: int | None = Field(default=None, ge=1)
+    connector_id: int | None = Field(default=None, ge=1, le=MAX_DATABASE_ID)
 
 
 class ChargeDetailRecordOut(BaseModel):

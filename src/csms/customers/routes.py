@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from csms.api.dependencies import CustomerDep, OperatorDep, Services
+from csms.api.dependencies import CustomerDep, OperatorDep, RowId, Services
 from csms.customers.schemas import (
     AccessTokenOut,
     CarCreate,
@@ -110,7 +110,7 @@ async def add_car(body: CarCreate, customer: CustomerDep, services: Services) ->
 
 
 @router.get("/cars/{car_id}")
-async def get_car(car_id: int, customer: CustomerDep, services: Services) -> CarOut:
+async def get_car(car_id: RowId, customer: CustomerDep, services: Services) -> CarOut:
     return CarOut.from_car(
         await services.customers.get_car(customer.customer_id, car_id)
     )
@@ -118,7 +118,7 @@ async def get_car(car_id: int, customer: CustomerDep, services: Services) -> Car
 
 @router.patch("/cars/{car_id}")
 async def update_car(
-    car_id: int, body: CarUpdate, customer: CustomerDep, services: Services
+    car_id: RowId, body: CarUpdate, customer: CustomerDep, services: Services
 ) -> CarOut:
     """Change the fields given; leave a field out to keep it."""
     car = await services.customers.update_car(
@@ -129,7 +129,7 @@ async def update_car(
 
 @router.delete("/cars/{car_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_car(
-    car_id: int, customer: CustomerDep, services: Services
+    car_id: RowId, customer: CustomerDep, services: Services
 ) -> Response:
     await services.customers.delete_car(customer.customer_id, car_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,6 +19,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# Integer row ids are 32-bit on every database the CSMS runs on.
+MAX_DATABASE_ID = 2**31 - 1
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python.

@@ -173,9 +173,13 @@ class Gateway:
         validator.validate_request(action, payload)
         wait = timeout or self._settings.call_timeout.total_seconds()
         connection.log.info("ocpp.call.sent", action=action)
-        answer = await connection.calls.call(
-            action, payload, send=connection.socket.send, timeout=wait
-        )
+        try:
+            answer = await connection.calls.call(
+                action, payload, send=connection.socket.send, timeout=wait
+            )
+        except ConnectionClosed as exc:
+            # The link closed while this call waited for its turn to be sent.
+            raise StationNotConnected(station_id) from exc
         validator.validate_response(action, answer)
         return answer
 
@@ -206,7 +210,12 @@ class Gateway:
 
         # Slow down whoever failed recently, before looking at the password,
         # so that guessing costs time without locking the real station out.
-        delay = self._throttle.delay_for(station_id=station_id, address=address)
+        # Never as long as the handshake may take: the server would drop the
+        # connection before the password is checked, a lockout after all.
+        delay = min(
+            self._throttle.delay_for(station_id=station_id, address=address),
+            self._settings.handshake_timeout.total_seconds() / 2,
+        )
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -116,9 +116,9 @@ async def _journey(http: httpx.AsyncClient, steps: _Steps) -> None:
             params={"lat": 52.5200, "lon": 13.4100, "radius_km": 5},
         )
     )
-    for found in nearby:
+    for found in nearby["items"]:
         steps.say(f"{found['distance_km']:6.2f} km  {found['id']:<10} {found['state']}")
-    chosen = nearby[0]["id"]
+    chosen = nearby["items"][0]["id"]
 
     steps.step(f"They start a charge at {chosen}")
     record = _check(

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from csms.api.dependencies import Services
-from csms.settings import Settings
 from csms.stations.nearby import DEFAULT_LIMIT, DEFAULT_RADIUS_KM, NearbyService
 from csms.stations.public_schemas import (
     NearbyStationOut,
@@ -22,25 +21,8 @@ from csms.stations.public_schemas import (
 router = APIRouter(prefix="/api/v1/stations", tags=["stations"])
 
 
-def get_nearby_service(request: Request, services: Services) -> NearbyService:
-    """The app's NearbyService, built on first use and kept on the app's state.
-
-    TODO: the wiring (``csms.app``) should build the NearbyService from the
-    Settings it was given and pass it in with ``ApiServices``. Until it does,
-    the caps are read from the ``CSMS_NEARBY_*`` environment variables here:
-    the same values ``csms serve`` uses, but a ``Settings`` object handed to
-    ``Csms`` directly with other caps is not seen.
-    """
-    nearby: NearbyService | None = getattr(request.app.state, "nearby", None)
-    if nearby is None:
-        settings = Settings()
-        nearby = NearbyService(
-            services.stations.sessionmaker,
-            max_radius_km=settings.nearby_max_radius_km,
-            max_limit=settings.nearby_max_limit,
-        )
-        request.app.state.nearby = nearby
-    return nearby
+def get_nearby_service(services: Services) -> NearbyService:
+    return services.nearby
 
 
 NearbyDep = Annotated[NearbyService, Depends(get_nearby_service)]

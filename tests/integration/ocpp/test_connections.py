@@ -248,4 +248,25 @@ async def test_second_call_is_sent_only_after_the_first_is_answered(
         answers = await asyncio.gather(first, second)
 
     assert [frame[3]["connectorId"] for frame in seen] == [1, 2]
-    assert answers == [{"status": "Accepted"}, {"status": "Rejected"}]
+    assert list(answers) == [{"status": "Accepted"}, {"status": "Rejected"}]
+
+
+async def test_calls_to_a_station_that_disconnects_raise_station_not_connected(
+    csms: Csms, ocpp_url: str, station: RegisteredStation
+) -> None:
+    async with raw_station(ocpp_url, station.station_id, station.password) as socket:
+        calls = [
+            asyncio.create_task(
+                csms.gateway.call(
+                    station.station_id,
+                    "ChangeAvailability",
+                    {"connectorId": connector_id, "type": "Inoperative"},
+                )
+            )
+            for connector_id in (1, 2)
+        ]
+        await receive_frame(socket)
+    # The first call was waiting for its answer, the second for its turn.
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert [type(outcome) for outcome in outcomes] == [StationNotConnected] * 2

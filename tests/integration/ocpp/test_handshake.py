@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
 from csms.app import Csms
+from csms.settings import Settings
 
 from conftest import RegisteredStation
+from support.clock import ManualClock
 from support.stations import V16, V201, basic_auth, connected_station, open_socket
 
 
@@ -155,3 +159,39 @@ async def test_failed_attempts_delay_but_never_lock_out_the_real_station(
 
     assert waited >= 0.45
     assert await _auth_failures(csms, station.station_id) == ["wrong_password"] * 2
+
+
+@pytest.fixture
+async def impatient_csms(settings: Settings, clock: ManualClock) -> AsyncIterator[Csms]:
+    """A CSMS whose handshakes must finish within one second."""
+    app = Csms(
+        settings.model_copy(update={"handshake_timeout": timedelta(seconds=1)}),
+        clock=clock,
+    )
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+
+
+async def test_throttle_delay_never_outlasts_the_handshake_timeout(
+    impatient_csms: Csms,
+) -> None:
+    csms = impatient_csms
+    ocpp_url = f"ws://127.0.0.1:{csms.ocpp_port}/ocpp"
+    password = "station-password-0001"
+    await csms.stations.register("CP-1", password=password)
+
+    # Three failures: the next attempt would wait 0.25 s * 4 = 1 s, as long as
+    # the whole handshake may take.
+    for _ in range(3):
+        response = await _refused(
+            f"{ocpp_url}/CP-1",
+            headers=basic_auth("CP-1", "a-wrong-guess-00001"),
+            subprotocols=[V16],
+        )
+        assert response.status_code == 401
+
+    async with connected_station(ocpp_url, "CP-1", password):
+        assert csms.gateway.is_connected("CP-1")
