@@ -87,9 +87,8 @@ async def database_url(
     if isinstance(database_backend, SqliteTemplate):
         yield database_backend.copy_to(tmp_path)
         return
-    name = await database_backend.create_copy()
-    yield database_backend.url_of(name)
-    await database_backend.drop(name)
+    await database_backend.reset()
+    yield database_backend.url_of(database_backend.name)
 
 
 @pytest.fixture

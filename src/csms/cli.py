@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -28,8 +29,12 @@ app = typer.Typer(
 )
 station_app = typer.Typer(help="Register and list charging stations.")
 operator_app = typer.Typer(help="Manage operator accounts.")
+certs_app = typer.Typer(
+    help="A development CA and certificates, to try OCPP security profiles 2 and 3."
+)
 app.add_typer(station_app, name="station")
 app.add_typer(operator_app, name="operator")
+app.add_typer(certs_app, name="certs")
 
 LogFormatOption = Annotated[
     LogFormat | None,
@@ -75,6 +80,16 @@ def serve(log_format: LogFormatOption = None) -> None:
             f"stations ws://{settings.ocpp_host}:{csms.ocpp_port}/ocpp/<station-id>",
             err=True,
         )
+        for profile, port in (
+            (2, csms.gateway.tls_port),
+            (3, csms.gateway.mtls_port),
+        ):
+            if port is not None:
+                typer.echo(
+                    f"security profile {profile}: "
+                    f"wss://{settings.ocpp_host}:{port}/ocpp/<station-id>",
+                    err=True,
+                )
         await stop.wait()
         await csms.stop()
 
@@ -118,6 +133,15 @@ def station_add(
     lat: Annotated[float | None, typer.Option(help="Latitude.")] = None,
     lon: Annotated[float | None, typer.Option(help="Longitude.")] = None,
     name: Annotated[str | None, typer.Option(help="A name for people.")] = None,
+    security_profile: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=3,
+            help="Lowest OCPP security profile it may connect with: 1 Basic auth, "
+            "2 TLS + Basic auth, 3 client certificate.",
+        ),
+    ] = 1,
 ) -> None:
     """Register a station; prints its password when one is generated."""
     settings = _settings()
@@ -125,7 +149,12 @@ def station_add(
     async def run(settings: Settings) -> str | None:
         async def add(stations: StationService) -> str | None:
             _, generated = await stations.register(
-                station_id, password=password, name=name, latitude=lat, longitude=lon
+                station_id,
+                password=password,
+                name=name,
+                latitude=lat,
+                longitude=lon,
+                security_profile=security_profile,
             )
             return generated
 
@@ -190,6 +219,97 @@ def station_set_password(
     new_password = _run(run, settings)
     if password is None:
         typer.echo(new_password)
+
+
+@station_app.command("set-security-profile")
+def station_set_security_profile(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    profile: Annotated[int, typer.Argument(metavar="PROFILE", min=1, max=3)],
+) -> None:
+    """Refuse the station below PROFILE (1-3) from its next connection on."""
+    settings = _settings()
+
+    async def run(settings: Settings) -> None:
+        async def change(stations: StationService) -> None:
+            await stations.set_security_profile(station_id, profile)
+
+        await _with_stations(settings, change)
+
+    _run(run, settings)
+    typer.echo(f"station {station_id} now needs security profile {profile}", err=True)
+
+
+CertsDirOption = Annotated[
+    Path, typer.Option("--dir", help="Where the CA and certificates are kept.")
+]
+
+
+@certs_app.command("init")
+def certs_init(
+    directory: CertsDirOption = Path("var") / "certs",
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A name or IP address stations use to reach the CSMS; repeat for "
+            "more. localhost and 127.0.0.1 are always included."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing CA (its certificates die).")
+    ] = False,
+) -> None:
+    """Create a development CA and the CSMS's server certificate."""
+    from csms.security.certs import (
+        DEFAULT_HOSTS,
+        CertificateError,
+        write_development_ca,
+    )
+
+    try:
+        written = write_development_ca(
+            directory, hosts=host or DEFAULT_HOSTS, overwrite=force
+        )
+    except CertificateError as exc:
+        typer.echo(f"error: {exc} (--force replaces it)", err=True)
+        raise typer.Exit(code=1) from exc
+    for path in (
+        written.ca.certificate,
+        written.ca.key,
+        written.server.certificate,
+        written.server.key,
+    ):
+        typer.echo(f"wrote {path}", err=True)
+    typer.echo("serve security profiles 2 and 3 with:", err=True)
+    typer.echo(f"CSMS_TLS_CERT_FILE={written.server.certificate}")
+    typer.echo(f"CSMS_TLS_KEY_FILE={written.server.key}")
+    typer.echo(f"CSMS_TLS_CA_FILE={written.ca.certificate}")
+
+
+@certs_app.command("station")
+def certs_station(
+    station_id: Annotated[str, typer.Argument(metavar="ID")],
+    directory: CertsDirOption = Path("var") / "certs",
+    organization: Annotated[
+        str | None, typer.Option(help="The operator (O=); the CA's when left out.")
+    ] = None,
+) -> None:
+    """Issue a client certificate for station ID (its commonName) from the CA."""
+    from csms.security.certs import CertificateError, write_station_certificate
+
+    try:
+        written = write_station_certificate(
+            directory, station_id, organization=organization
+        )
+    except CertificateError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"wrote {written.certificate}", err=True)
+    typer.echo(f"wrote {written.key}", err=True)
+    typer.echo(
+        f"station {station_id} connects at security profile 3 with these two files, "
+        f"trusting {directory / 'ca.pem'} for the CSMS (CSMS_TLS_CA_FILE).",
+        err=True,
+    )
 
 
 @operator_app.command("add")

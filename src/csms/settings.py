@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     ocpp_host: str = "0.0.0.0"  # noqa: S104 - stations connect from the network
     ocpp_port: int = Field(default=9000, ge=0, le=65535)
+    # Security profiles 2 (TLS) and 3 (mutual TLS) listen on their own ports, and
+    # only once the files they need are configured.
+    ocpp_tls_port: int = Field(default=9443, ge=0, le=65535)
+    ocpp_mtls_port: int = Field(default=9444, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
 
     heartbeat_interval: timedelta = timedelta(seconds=180)
     heartbeat_grace_factor: float = Field(default=1.5, ge=1.0)
@@ -64,6 +71,26 @@ class Settings(BaseSettings):
     def heartbeat_window(self) -> timedelta:
         """How long a station may stay silent before it counts as gone."""
         return self.heartbeat_interval * self.heartbeat_grace_factor
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the profile 2 (TLS) listener runs."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def mtls_enabled(self) -> bool:
+        """Whether the profile 3 (mutual TLS) listener runs."""
+        return self.tls_enabled and self.tls_ca_file is not None
+
+    @model_validator(mode="after")
+    def _require_complete_tls_files(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both CSMS_TLS_CERT_FILE and CSMS_TLS_KEY_FILE")
+        if self.tls_ca_file is not None and not self.tls_enabled:
+            raise ValueError(
+                "CSMS_TLS_CA_FILE needs CSMS_TLS_CERT_FILE and CSMS_TLS_KEY_FILE too"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets_in_production(self) -> Settings:

@@ -419,7 +419,9 @@ class ChargingService:
                 return
             reading = latest_energy(transaction_data or [])
             if reading is not None:
-                _apply_reading(record, reading.wh, reading.timestamp, now=timestamp)
+                _apply_reading(
+                    record, reading.wh, reading.timestamp, now=self._clock.now()
+                )
             _finish(
                 record,
                 meter_stop=meter_stop,
@@ -694,6 +696,10 @@ def _mark_started(
 def _apply_reading(
     record: ChargeDetailRecord, wh: int, at: datetime, *, now: datetime
 ) -> None:
+    # A finished charge's meter is its stop meter: a reading delivered after the
+    # stop (queued while offline, retried) changes nothing.
+    if record.state == CdrState.FINISHED.value:
+        return
     # Only a newer reading moves the meter: a late or repeated one counts nothing.
     if record.last_meter_at is not None and at < record.last_meter_at:
         return

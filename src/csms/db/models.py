@@ -1,5 +1,6 @@
 """Imports every model so that the metadata is complete (for Alembic)."""
 
+from csms.charging.journal import TransactionMessage
 from csms.charging.models import ChargeDetailRecord
 from csms.customers.models import Car, Customer, IdToken
 from csms.db.base import Base
@@ -16,4 +17,5 @@ __all__ = [
     "Operator",
     "Station",
     "StationEvent",
+    "TransactionMessage",
 ]

@@ -9,6 +9,8 @@ stored first.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from csms.ocpp.liveness import DueActions, LivenessMonitor, LivenessPolicy
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.throttle import AuthThrottle
 from csms.ocpp.validation import SchemaViolation, get_validator
+from csms.security.tls import build_mtls_context, build_tls_context, common_name_of
 from csms.settings import Settings
 from csms.stations.credentials import parse_basic_auth, verify_password
 from csms.stations.state import StationState
@@ -104,16 +107,58 @@ class Gateway:
         self._seen: dict[str, datetime] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
+        self._tls_server: Server | None = None
+        self._mtls_server: Server | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         settings = self._settings
-        self._server = await serve(
-            self._serve_station,
+
+        # Build the TLS contexts first: a bad certificate path fails the start
+        # before any port is open.
+        tls_context = mtls_context = None
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            tls_context = build_tls_context(
+                cert_file=settings.tls_cert_file, key_file=settings.tls_key_file
+            )
+            if settings.tls_ca_file is not None:
+                mtls_context = build_mtls_context(
+                    cert_file=settings.tls_cert_file,
+                    key_file=settings.tls_key_file,
+                    ca_file=settings.tls_ca_file,
+                )
+
+        # One listener per security profile, so that the port a station reached
+        # tells which profile it used.
+        self._server = await self._listen(settings.ocpp_port, profile=1)
+        if tls_context is not None:
+            self._tls_server = await self._listen(
+                settings.ocpp_tls_port, profile=2, ssl_context=tls_context
+            )
+        if mtls_context is not None:
+            self._mtls_server = await self._listen(
+                settings.ocpp_mtls_port, profile=3, ssl_context=mtls_context
+            )
+        self._spawn(self._watch_liveness(), name="liveness")
+        logger.info(
+            "ocpp.gateway.started",
+            host=settings.ocpp_host,
+            port=self.port,
+            tls_port=self.tls_port,
+            mtls_port=self.mtls_port,
+        )
+
+    async def _listen(
+        self, port: int, *, profile: int, ssl_context: ssl.SSLContext | None = None
+    ) -> Server:
+        settings = self._settings
+        return await serve(
+            functools.partial(self._serve_station, profile=profile),
             settings.ocpp_host,
-            settings.ocpp_port,
-            process_request=self._authenticate,
+            port,
+            ssl=ssl_context,
+            process_request=functools.partial(self._authenticate, profile=profile),
             subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
             # Per-message compression costs up to 64 KiB a socket: off at fleet scale.
             compression=None,
@@ -125,22 +170,31 @@ class Gateway:
             close_timeout=5,
             server_header=None,
         )
-        self._spawn(self._watch_liveness(), name="liveness")
-        logger.info("ocpp.gateway.started", host=settings.ocpp_host, port=self.port)
 
     @property
     def port(self) -> int:
+        """The port of the security profile 1 listener (plain WebSocket)."""
         assert self._server is not None, "the gateway is not started"
-        sockets = list(self._server.sockets)
-        return int(sockets[0].getsockname()[1])
+        return _port_of(self._server)
+
+    @property
+    def tls_port(self) -> int | None:
+        """The port of the profile 2 listener (TLS); None when it does not run."""
+        return None if self._tls_server is None else _port_of(self._tls_server)
+
+    @property
+    def mtls_port(self) -> int | None:
+        """The port of the profile 3 listener (mutual TLS); None when not running."""
+        return None if self._mtls_server is None else _port_of(self._mtls_server)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        for server in (self._server, self._tls_server, self._mtls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
         await self.flush_last_seen()
         logger.info("ocpp.gateway.stopped")
 
@@ -186,12 +240,17 @@ class Gateway:
     # -- the handshake -----------------------------------------------------------
 
     async def _authenticate(
-        self, socket: ServerConnection, request: Request
+        self, socket: ServerConnection, request: Request, *, profile: int
     ) -> Response | None:
         """Refuse, before any OCPP message is read, whoever is not a station.
 
-        Security profile 1: HTTP Basic auth on the upgrade request, the user name
-        being the station id in the URL (2.0.1 A00.FR.201..206).
+        ``profile`` is the security profile of the listener the request came in on.
+        Profiles 1 and 2: HTTP Basic auth on the upgrade request, the user name
+        being the station id in the URL (2.0.1 A00.FR.201..206); profile 2 inside
+        TLS. Profile 3: the TLS handshake verified the client certificate, whose
+        commonName must be the station id in the URL; an Authorization header is
+        not needed and not looked at. A station registered at a higher profile
+        than the listener's is refused whatever it sent.
         """
         address = _address_of(socket)
         station_id = station_id_from_path(request.path)
@@ -219,24 +278,41 @@ class Gateway:
         if delay > 0:
             await asyncio.sleep(delay)
 
-        credentials = parse_basic_auth(request.headers.get("Authorization"))
-        if credentials is None:
-            return await self._refuse_auth(
-                socket, station_id, address, "missing_credentials"
-            )
-        if credentials.username != station_id:
-            return await self._refuse_auth(
-                socket, station_id, address, "username_mismatch"
-            )
+        refuse = functools.partial(
+            self._refuse_auth, socket, station_id, address, profile=profile
+        )
+        credentials = None
+        if profile == 3:
+            certified_id = common_name_of(_peer_certificate(socket))
+            if certified_id != station_id:
+                return await refuse(
+                    "certificate_mismatch",
+                    kind="certificate_mismatch",
+                    details={"certificate_station_id": certified_id},
+                )
+        else:
+            credentials = parse_basic_auth(request.headers.get("Authorization"))
+            if credentials is None:
+                return await refuse("missing_credentials")
+            if credentials.username != station_id:
+                return await refuse("username_mismatch")
         stored = await self._stations.get_credentials(station_id)
         if stored is None:
-            return await self._refuse_auth(
-                socket, station_id, address, "unknown_station", HTTPStatus.NOT_FOUND
+            return await refuse("unknown_station", status=HTTPStatus.NOT_FOUND)
+
+        # Before the password, and answered exactly like a wrong one: a weaker
+        # listener must never confirm the password of a station that should use
+        # a stronger profile, nor tell it apart from a failed guess.
+        if stored.security_profile > profile:
+            return await refuse(
+                "profile_downgrade",
+                kind="profile_downgrade",
+                details={"station_security_profile": stored.security_profile},
             )
-        if not verify_password(credentials.password, stored.password_hash):
-            return await self._refuse_auth(
-                socket, station_id, address, "wrong_password"
-            )
+        if credentials is not None and not verify_password(
+            credentials.password, stored.password_hash
+        ):
+            return await refuse("wrong_password")
         self._throttle.record_success(station_id=station_id, address=address)
         return None
 
@@ -246,25 +322,41 @@ class Gateway:
         station_id: str,
         address: str,
         reason: str,
+        *,
+        profile: int,
         status: HTTPStatus = HTTPStatus.UNAUTHORIZED,
+        kind: str = "auth_failed",
+        details: dict[str, Any] | None = None,
     ) -> Response:
+        """Count, log and store a refused handshake; answer it without detail.
+
+        ``kind`` names the stored security event: ``auth_failed`` for a bad or
+        missing credential, ``certificate_mismatch`` and ``profile_downgrade``
+        for the attempts an operator looks for by name.
+        """
         self._throttle.record_failure(station_id=station_id, address=address)
         logger.warning(
             "ocpp.auth.failed",
             station_id=station_id,
             source_address=address,
             reason=reason,
+            security_profile=profile,
             security_event=True,
+            **(details or {}),
         )
         await self._stations.record_event(
             station_id,
-            "auth_failed",
+            kind,
             security=True,
             source_address=address,
-            details={"reason": reason},
+            details={"reason": reason, "security_profile": profile, **(details or {})},
         )
         if status is HTTPStatus.NOT_FOUND:
             return _refuse(socket, status, "Unknown station.")
+        if profile == 3:
+            return _refuse(
+                socket, status, "Present the station's own client certificate."
+            )
         response = _refuse(
             socket, status, "Authenticate with the station's id and password."
         )
@@ -273,12 +365,16 @@ class Gateway:
 
     # -- a station's connection --------------------------------------------------
 
-    async def _serve_station(self, socket: ServerConnection) -> None:
+    async def _serve_station(self, socket: ServerConnection, *, profile: int) -> None:
         assert socket.request is not None
         station_id = station_id_from_path(socket.request.path)
         assert station_id is not None
         version = OcppVersion(str(socket.subprotocol))
-        log = logger.bind(station_id=station_id, ocpp_version=version.value)
+        log = logger.bind(
+            station_id=station_id,
+            ocpp_version=version.value,
+            security_profile=profile,
+        )
         address = _address_of(socket)
         connection = StationConnection(
             socket=socket,
@@ -535,6 +631,18 @@ def _offered_subprotocols(headers: Headers) -> Iterable[str]:
     for value in headers.get_all("Sec-WebSocket-Protocol"):
         for item in value.split(","):
             yield item.strip()
+
+
+def _peer_certificate(socket: ServerConnection) -> dict[str, Any] | None:
+    """The client certificate the TLS handshake verified; None without TLS."""
+    ssl_object = socket.transport.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        return None
+    return ssl_object.getpeercert()
+
+
+def _port_of(server: Server) -> int:
+    return int(next(iter(server.sockets)).getsockname()[1])
 
 
 def _address_of(socket: ServerConnection) -> str:

@@ -60,6 +60,8 @@ class Charge:
     meter_wh: float = 0.0
     seq_no: int = 0
     remote_start_id: int | None = None
+    # Set once the charge's start is under way, before its transaction id is known.
+    starting: bool = False
     task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -155,7 +157,14 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
         self, id_tag: str, connector_id: int | None = None, **_: Any
     ) -> Any:
         free = self.free_connector(connector_id)
-        if not self.options.accept_remote_start or free is None:
+        accepted = self.options.accept_remote_start and free is not None
+        self._emit(
+            "remote_start",
+            connector_id=connector_id,
+            id_token=id_tag,
+            accepted=accepted,
+        )
+        if not accepted or free is None:
             return result16.RemoteStartTransaction(status="Rejected")
         self.charges[free] = Charge(
             connector_id=free, id_token=id_tag, meter_wh=self.meter_wh[free]
@@ -164,8 +173,11 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
 
     @after(Action16.remote_start_transaction)
     def _after_remote_start(self, id_tag: str, **_: Any) -> None:
+        # The token alone does not name the charge: the same token may have
+        # another charge on its way whose transaction id is not known yet.
         for charge in self.charges.values():
-            if charge.id_token == id_tag and charge.transaction_id is None:
+            if charge.id_token == id_tag and not charge.starting:
+                charge.starting = True
                 if self.options.start_transactions:
                     self._spawn(self.start_charge(charge))
                 return
@@ -181,6 +193,11 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
             )
         )
         charge.transaction_id = int(answer.transaction_id)
+        self._emit(
+            "start_answered",
+            transaction_id=charge.transaction_id,
+            status=answer.id_tag_info["status"],
+        )
         if answer.id_tag_info["status"] != "Accepted":
             await self._end_charge(charge, reason="DeAuthorized")
             return
@@ -195,6 +212,7 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
             connector_id=connector_id,
             id_token=id_token,
             meter_wh=self.meter_wh[connector_id],
+            starting=True,
         )
         self.charges[connector_id] = charge
         await self.start_charge(charge)
@@ -310,7 +328,15 @@ class SimulatedStation201(_Charging, ChargePoint201):  # type: ignore[misc]
         **_: Any,
     ) -> Any:
         free = self.free_connector(evse_id)
-        if not self.options.accept_remote_start or free is None:
+        accepted = self.options.accept_remote_start and free is not None
+        self._emit(
+            "remote_start",
+            evse_id=evse_id,
+            id_token=id_token,
+            remote_start_id=remote_start_id,
+            accepted=accepted,
+        )
+        if not accepted or free is None:
             return result201.RequestStartTransaction(status="Rejected")
         charge = Charge(
             connector_id=free,
@@ -346,9 +372,17 @@ class SimulatedStation201(_Charging, ChargePoint201):  # type: ignore[misc]
             trigger,
             info,
             context="Transaction.Begin",
-            id_token={"id_token": charge.id_token, "type": "Central"},
+            # A remote start echoes the CSMS's Central token; a local start
+            # presents the RFID card that was held to the reader.
+            id_token={
+                "id_token": charge.id_token,
+                "type": "Central" if charge.remote_start_id is not None else "ISO14443",
+            },
         )
         status = (answer.id_token_info or {}).get("status", "Accepted")
+        self._emit(
+            "start_answered", transaction_id=charge.transaction_id, status=status
+        )
         if status != "Accepted":
             await self._end_charge(charge, reason="DeAuthorized")
             return

@@ -23,6 +23,11 @@ from csms.db.base import Base, UtcDateTime
 # chargeBoxIdentity uses the same limit in practice.
 STATION_ID_MAX_LENGTH = 48
 
+# OCPP security profiles: 1 Basic auth, 2 TLS and Basic auth, 3 mutual TLS. A
+# station registered at one is refused at any lower one.
+LOWEST_SECURITY_PROFILE = 1
+HIGHEST_SECURITY_PROFILE = 3
+
 
 class Station(Base):
     __tablename__ = "stations"

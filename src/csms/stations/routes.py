@@ -30,6 +30,7 @@ async def create_station(
         name=body.name,
         latitude=body.location.latitude if body.location else None,
         longitude=body.location.longitude if body.location else None,
+        security_profile=body.security_profile,
     )
     view = StationOut.from_station(station)
     return StationCreated(**view.model_dump(), password=generated)

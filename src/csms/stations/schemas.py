@@ -7,7 +7,12 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from csms.stations.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
-from csms.stations.models import STATION_ID_MAX_LENGTH, Station
+from csms.stations.models import (
+    HIGHEST_SECURITY_PROFILE,
+    LOWEST_SECURITY_PROFILE,
+    STATION_ID_MAX_LENGTH,
+    Station,
+)
 from csms.stations.state import StationState
 
 
@@ -32,6 +37,15 @@ class StationCreate(BaseModel):
         min_length=MIN_PASSWORD_LENGTH,
         max_length=MAX_PASSWORD_LENGTH,
         description="Leave out to have one generated (and shown once).",
+    )
+    security_profile: int = Field(
+        default=LOWEST_SECURITY_PROFILE,
+        ge=LOWEST_SECURITY_PROFILE,
+        le=HIGHEST_SECURITY_PROFILE,
+        description=(
+            "The lowest OCPP security profile the station may connect with: "
+            "1 Basic auth, 2 TLS and Basic auth, 3 TLS with a client certificate."
+        ),
     )
 
 
@@ -61,6 +75,9 @@ class StationOut(BaseModel):
         description="Charging when its link was lost: the charge awaits reconciliation."
     )
     ocpp_version: str | None
+    security_profile: int = Field(
+        description="The lowest OCPP security profile the station may connect with."
+    )
     vendor: str | None
     model: str | None
     firmware_version: str | None
@@ -82,6 +99,7 @@ class StationOut(BaseModel):
             offline_while_charging=state is StationState.CHARGING
             and not station.online,
             ocpp_version=station.ocpp_version,
+            security_profile=station.security_profile,
             vendor=station.vendor,
             model=station.model,
             firmware_version=station.firmware_version,

@@ -24,7 +24,14 @@ from csms.stations.credentials import (
     hash_password,
     validate_password,
 )
-from csms.stations.models import STATION_ID_MAX_LENGTH, Connector, Station, StationEvent
+from csms.stations.models import (
+    HIGHEST_SECURITY_PROFILE,
+    LOWEST_SECURITY_PROFILE,
+    STATION_ID_MAX_LENGTH,
+    Connector,
+    Station,
+    StationEvent,
+)
 from csms.stations.state import ConnectorStatus, StationState, derive_station_state
 
 # Station ids travel as the last URL path segment and as the Basic-auth user
@@ -64,6 +71,14 @@ def validate_station_id(station_id: str) -> None:
         raise InvalidInput("A station id may use letters, digits and - _ . * + @ only.")
 
 
+def validate_security_profile(profile: int) -> None:
+    if not LOWEST_SECURITY_PROFILE <= profile <= HIGHEST_SECURITY_PROFILE:
+        raise InvalidInput(
+            f"A security profile is {LOWEST_SECURITY_PROFILE} to "
+            f"{HIGHEST_SECURITY_PROFILE}."
+        )
+
+
 def validate_location(latitude: float | None, longitude: float | None) -> None:
     if (latitude is None) != (longitude is None):
         raise InvalidInput("Give both latitude and longitude, or neither.")
@@ -95,10 +110,15 @@ class StationService:
         name: str | None = None,
         latitude: float | None = None,
         longitude: float | None = None,
+        security_profile: int = LOWEST_SECURITY_PROFILE,
     ) -> tuple[Station, str | None]:
-        """Register a station; returns it and its password when one was generated."""
+        """Register a station; returns it and its password when one was generated.
+
+        The station is refused on any listener below ``security_profile``.
+        """
         validate_station_id(station_id)
         validate_location(latitude, longitude)
+        validate_security_profile(security_profile)
         generated = None
         if password is None:
             password = generated = generate_password()
@@ -112,7 +132,7 @@ class StationService:
             latitude=latitude,
             longitude=longitude,
             password_hash=hash_password(password),
-            security_profile=1,
+            security_profile=security_profile,
             state=StationState.UNAVAILABLE.value,
             online=False,
             created_at=now,
@@ -145,6 +165,24 @@ class StationService:
                 raise StationNotFound(station_id)
             await session.commit()
         return password
+
+    async def set_security_profile(self, station_id: str, profile: int) -> None:
+        """Require ``profile`` or higher of the station from its next connection.
+
+        A live connection at a lower profile is not closed by this.
+        """
+        # TODO: a station already connected below the new profile stays connected
+        # until it reconnects; closing it needs the gateway, unknown to this service.
+        validate_security_profile(profile)
+        async with self._sessionmaker() as session:
+            result = await session.execute(
+                update(Station)
+                .where(Station.id == station_id)
+                .values(security_profile=profile, updated_at=self._clock.now())
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise StationNotFound(station_id)
+            await session.commit()
 
     async def get_credentials(self, station_id: str) -> StationCredentials | None:
         async with self._sessionmaker() as session:

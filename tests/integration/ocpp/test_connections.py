@@ -17,8 +17,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
 from csms.app import Csms
-from csms.ocpp.calls import CallFailed
-from csms.ocpp.gateway import StationNotConnected
+from csms.ocpp.calls import CallFailed, StationNotConnected
 
 from conftest import RegisteredStation
 from support.frames import raw_station, receive_frame

@@ -11,6 +11,7 @@ charging pings after 5 s, a ping unanswered for 10 s means a dead link.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import httpx
@@ -52,7 +53,7 @@ async def test_silent_idle_station_is_marked_unavailable_and_dropped(
 
         clock.advance(WINDOW + 1)
         due = await csms.gateway.check_liveness()
-        await cp.socket.wait_closed()
+        await asyncio.wait_for(cp.socket.wait_closed(), 5)
 
         async def offline() -> bool:
             return not (await csms.stations.get(station.station_id)).online
