@@ -107,6 +107,8 @@ def settings(database_url: str) -> Settings:
         operator_bootstrap_token=OPERATOR_TOKEN,  # type: ignore[arg-type]
         # Liveness ticks only when a test asks, with the clock it moves.
         liveness_check_interval=timedelta(hours=1),
+        # No resync of a reconnecting station unless a test asks for one.
+        resync_delay=timedelta(hours=1),
     )
 
 

@@ -17,15 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.api.app import create_api
 from csms.api.dependencies import ApiServices
+from csms.charging.operator_actions import OperatorCharging
+from csms.charging.reconcile import Reconciler
 from csms.charging.service import ChargingService
 from csms.clock import Clock, SystemClock
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
+from csms.events import EventFeed
+from csms.observability.health import Readiness
+from csms.observability.metrics import Metrics
+from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
 from csms.ocpp.context import Services
 from csms.ocpp.framing import OcppVersion
 from csms.ocpp.gateway import Gateway
 from csms.operators.service import OperatorService
 from csms.settings import Settings
+from csms.stations.bulk import StationImporter
+from csms.stations.commands import StationControl
 from csms.stations.nearby import NearbyService
 from csms.stations.service import StationService
 
@@ -45,6 +53,7 @@ class _GatewayCommands:
     which needs it): the in-process stand-in for a bus between roles."""
 
     gateway: Gateway | None = None
+    metrics: Metrics | None = None
 
     def _require(self) -> Gateway:
         assert self.gateway is not None, "the gateway is not wired yet"
@@ -61,7 +70,21 @@ class _GatewayCommands:
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        return await self._require().call(station_id, action, payload, timeout=timeout)
+        gateway = self._require()
+        try:
+            return await gateway.call(station_id, action, payload, timeout=timeout)
+        except (CallTimeout, CallFailed, StationNotConnected) as exc:
+            if self.metrics is not None:
+                self.metrics.count_station_call_failure(action, _failure_reason(exc))
+            raise
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, CallTimeout):
+        return "timeout"
+    if isinstance(exc, CallFailed):
+        return "call_error"
+    return "not_connected"
 
 
 class Csms:
@@ -76,7 +99,13 @@ class Csms:
         self.clock = clock or SystemClock()
         self.engine = engine or create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(self.engine)
-        self.stations = StationService(sessionmaker, clock=self.clock)
+        # What changed, after commit: live pages and metrics subscribe.
+        self.events = EventFeed()
+        self.metrics = Metrics()
+        self.metrics.watch(self.events)
+        self.stations = StationService(
+            sessionmaker, clock=self.clock, events=self.events
+        )
         token = settings.operator_bootstrap_token
         self.operators = OperatorService(
             sessionmaker,
@@ -87,6 +116,7 @@ class Csms:
             sessionmaker, clock=self.clock, settings=settings
         )
         commands = _GatewayCommands()
+        commands.metrics = self.metrics
         self.charging = ChargingService(
             sessionmaker,
             clock=self.clock,
@@ -94,6 +124,16 @@ class Csms:
             stations=self.stations,
             commands=commands,
             start_timeout=settings.remote_start_timeout,
+            call_timeout=settings.call_timeout,
+            events=self.events,
+        )
+        self.reconciler = Reconciler(
+            sessionmaker,
+            clock=self.clock,
+            commands=commands,
+            resync_delay=settings.resync_delay,
+            resync_grace=settings.resync_grace,
+            offline_grace=settings.offline_charge_grace,
             call_timeout=settings.call_timeout,
         )
         self.gateway = Gateway(
@@ -104,8 +144,11 @@ class Csms:
                 clock=self.clock,
                 heartbeat_interval=int(settings.heartbeat_interval.total_seconds()),
             ),
+            metrics=self.metrics,
+            on_connected=self.reconciler.on_station_connected,
         )
         commands.gateway = self.gateway
+        self._gateway_started = False
         self.api = create_api(
             ApiServices(
                 stations=self.stations,
@@ -117,6 +160,20 @@ class Csms:
                     max_radius_km=settings.nearby_max_radius_km,
                     max_limit=settings.nearby_max_limit,
                 ),
+                importer=StationImporter(sessionmaker, clock=self.clock),
+                events=self.events,
+                metrics=self.metrics,
+                readiness=Readiness(
+                    sessionmaker, gateway_started=lambda: self._gateway_started
+                ),
+                connected_versions=self._connected_versions,
+                station_control=StationControl(
+                    self.stations, commands, call_timeout=settings.call_timeout
+                ),
+                operator_charging=OperatorCharging(
+                    sessionmaker, commands=commands, call_timeout=settings.call_timeout
+                ),
+                sessionmaker=sessionmaker,
             )
         )
         self._http: _EmbeddedServer | None = None
@@ -130,9 +187,14 @@ class Csms:
         if offline:
             logger.info("csms.stations.marked_offline", stations=offline)
         await self.gateway.start()
-        timer = asyncio.create_task(self._expire_starts(), name="expire-starts")
-        self._timers.add(timer)
-        timer.add_done_callback(self._timers.discard)
+        self._gateway_started = True
+        for work, name in (
+            (self._expire_starts(), "expire-starts"),
+            (self._close_abandoned_charges(), "close-abandoned-charges"),
+        ):
+            timer = asyncio.create_task(work, name=name)
+            self._timers.add(timer)
+            timer.add_done_callback(self._timers.discard)
         config = uvicorn.Config(
             self.api,
             host=self.settings.http_host,
@@ -140,6 +202,8 @@ class Csms:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Open event streams end when the feed closes; this is the backstop.
+            timeout_graceful_shutdown=5,
         )
         self._http = _EmbeddedServer(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="http")
@@ -160,6 +224,13 @@ class Csms:
     def ocpp_port(self) -> int:
         return self.gateway.port
 
+    def _connected_versions(self) -> list[str]:
+        versions = (
+            self.gateway.version_of(station_id)
+            for station_id in self.gateway.connected_station_ids()
+        )
+        return [version.value for version in versions if version is not None]
+
     async def _expire_starts(self) -> None:
         interval = self.settings.liveness_check_interval.total_seconds()
         while True:
@@ -169,14 +240,26 @@ class Csms:
             except Exception:
                 logger.exception("charging.expire_starts.failed")
 
+    async def _close_abandoned_charges(self) -> None:
+        interval = self.settings.liveness_check_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reconciler.close_abandoned_charges()
+            except Exception:
+                logger.exception("charging.close_abandoned.failed")
+
     async def stop(self) -> None:
         """Stop accepting, close station sockets properly, release the database."""
         for timer in list(self._timers):
             timer.cancel()
         await asyncio.gather(*self._timers, return_exceptions=True)
+        # Live pages' streams end first: the HTTP server waits for open responses.
+        self.events.close()
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await self._http_task
+        self._gateway_started = False
         await self.gateway.stop()
         await self.engine.dispose()
         logger.info("csms.stopped")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -48,6 +50,14 @@ def _settings(log_format: LogFormat | None = None) -> Settings:
         settings = settings.model_copy(update={"log_format": log_format})
     configure_logging(level=settings.log_level, log_format=settings.log_format)
     return settings
+
+
+def _run_sync(work: Callable[[], _T]) -> _T:
+    try:
+        return work()
+    except CsmsError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from exc
 
 
 def _run(work: Callable[[Settings], Coroutine[Any, Any, _T]], settings: Settings) -> _T:
@@ -165,6 +175,54 @@ def station_add(
     if generated is not None:
         typer.echo("password (shown only now):", err=True)
         typer.echo(generated)
+
+
+@station_app.command("import")
+def station_import(
+    csv_file: Annotated[Path, typer.Argument(metavar="FILE.csv", exists=True)],
+    passwords_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write generated passwords (default: FILE.passwords.csv)."
+        ),
+    ] = None,
+) -> None:
+    """Register every station in a CSV file (id,latitude,longitude,name,password).
+
+    All rows are checked first; one bad row imports nothing. Generated passwords
+    are written once, to a file only its owner can read.
+    """
+    from csms.stations.bulk import StationImporter, parse_csv, render_passwords_csv
+
+    settings = _settings()
+    target = passwords_out or csv_file.with_suffix(".passwords.csv")
+    if target.exists():
+        raise typer.BadParameter(
+            f"{target} exists; move it away first", param_hint="--passwords-out"
+        )
+    rows = _run_sync(lambda: parse_csv(csv_file.read_text(encoding="utf-8")))
+
+    async def run(settings: Settings) -> tuple[int, dict[str, str]]:
+        engine = create_engine(settings.database_url)
+        try:
+            importer = StationImporter(create_sessionmaker(engine), clock=SystemClock())
+            result = await importer.import_rows(rows)
+        finally:
+            await engine.dispose()
+        return result.imported, result.generated_passwords
+
+    started = time.monotonic()
+    imported, generated = _run(run, settings)
+    elapsed = time.monotonic() - started
+    if generated:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(render_passwords_csv(generated))
+    typer.echo(f"imported {imported} stations in {elapsed:.1f} s", err=True)
+    if generated:
+        typer.echo(
+            f"{len(generated)} generated passwords written to {target}", err=True
+        )
 
 
 @station_app.command("list")

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     nearby_max_radius_km: float = Field(default=50.0, gt=0)
     nearby_max_limit: int = Field(default=100, ge=1)
     remote_start_timeout: timedelta = timedelta(seconds=60)
+    # After a station connects: wait this long, then resync its open charges.
+    resync_delay: timedelta = timedelta(seconds=2)
+    # 1.6: how long queued messages may take before a free connector closes a charge.
+    resync_grace: timedelta = timedelta(seconds=30)
+    # A charge whose station stays offline this long is closed without its stop.
+    offline_charge_grace: timedelta = timedelta(hours=6)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.CONSOLE
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,11 +12,18 @@ from fastapi.security import (
     HTTPBearer,
     OAuth2PasswordBearer,
 )
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from csms.charging.operator_actions import OperatorCharging
 from csms.charging.service import ChargingService
 from csms.customers.service import CustomerIdentity, CustomerService
 from csms.db.base import MAX_DATABASE_ID
+from csms.events import EventFeed
+from csms.observability.health import Readiness
+from csms.observability.metrics import Metrics
 from csms.operators.service import OperatorIdentity, OperatorService
+from csms.stations.bulk import StationImporter
+from csms.stations.commands import StationControl
 from csms.stations.nearby import NearbyService
 from csms.stations.service import StationService
 
@@ -27,6 +35,16 @@ class ApiServices:
     customers: CustomerService
     charging: ChargingService
     nearby: NearbyService
+    importer: StationImporter
+    events: EventFeed
+    metrics: Metrics
+    readiness: Readiness
+    # The OCPP versions of the stations connected to this process, one each.
+    connected_versions: Callable[[], list[str]]
+    station_control: StationControl
+    operator_charging: OperatorCharging
+    # For read-only companions (metrics); writes go through the services.
+    sessionmaker: async_sessionmaker[AsyncSession]
 
 
 def get_services(request: Request) -> ApiServices:
@@ -47,9 +65,11 @@ async def require_operator(
         headers={"WWW-Authenticate": "Bearer"},
     )
     if credentials is None:
+        services.metrics.count_auth_failure("api", "operator_token_missing")
         raise unauthorized
     identity = await services.operators.authenticate(credentials.credentials)
     if identity is None:
+        services.metrics.count_auth_failure("api", "operator_token_invalid")
         raise unauthorized
     return identity
 
@@ -67,6 +87,7 @@ async def require_customer(
     token: Annotated[str | None, Depends(_customer_bearer)],
 ) -> CustomerIdentity:
     if token is None:
+        services.metrics.count_auth_failure("api", "customer_token_missing")
         raise HTTPException(
             status_code=401,
             detail="A customer token is required (Authorization: Bearer <token>).",
@@ -74,6 +95,7 @@ async def require_customer(
         )
     identity = await services.customers.authenticate(token)
     if identity is None:
+        services.metrics.count_auth_failure("api", "customer_token_invalid")
         # RFC 6750, section 3.1: a token that is expired, altered or revoked.
         raise HTTPException(
             status_code=401,

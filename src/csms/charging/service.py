@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import and_, select, update
+from sqlalchemy import String, and_, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +37,7 @@ from csms.charging.models import ChargeDetailRecord
 from csms.charging.state import ACTIVE_STATES, FREE_CONNECTOR_STATUSES, CdrState
 from csms.clock import Clock
 from csms.customers.service import AuthorizationStatus, CustomerService
+from csms.events import EventFeed, charge_changed, charge_failed, charges_expired
 from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
 from csms.ocpp.framing import OcppVersion
 from csms.stations.models import Connector, Station
@@ -76,6 +77,8 @@ class RecordFilter:
     state: CdrState | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # True: only records with a flag (suspect data); False: only clean ones.
+    flagged: bool | None = None
 
 
 class ChargingService:
@@ -89,6 +92,7 @@ class ChargingService:
         commands: StationCommands,
         start_timeout: timedelta,
         call_timeout: timedelta,
+        events: EventFeed | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
@@ -97,6 +101,8 @@ class ChargingService:
         self._commands = commands
         self._start_timeout = start_timeout
         self._call_timeout = call_timeout.total_seconds()
+        # Told after each commit that wrote a record (live pages, metrics).
+        self._events = events or EventFeed()
 
     # -- the customer's side -----------------------------------------------------
 
@@ -162,6 +168,7 @@ class ChargingService:
                     if earlier is not None:
                         return earlier
                 raise ConnectorBusy(station_id) from exc
+        self._events.publish(charge_changed(record))
         log = logger.bind(record_id=record.id, station_id=station_id)
         log.info("charging.session.requested", connector_id=record.connector_id)
 
@@ -269,6 +276,10 @@ class ChargingService:
             query = query.where(ChargeDetailRecord.created_at >= where.since)
         if where.until is not None:
             query = query.where(ChargeDetailRecord.created_at < where.until)
+        if where.flagged is not None:
+            # The JSON list as text, the same on SQLite and PostgreSQL.
+            unflagged = cast(ChargeDetailRecord.flags, String) == "[]"
+            query = query.where(~unflagged if where.flagged else unflagged)
         if before is not None:
             query = query.where(ChargeDetailRecord.id < before)
         query = query.order_by(ChargeDetailRecord.id.desc()).limit(limit)
@@ -294,6 +305,7 @@ class ChargingService:
             await session.commit()
         failed = int(result.rowcount)  # type: ignore[attr-defined]
         if failed:
+            self._events.publish(charges_expired(failed))
             logger.info("charging.session.start_timed_out", records=failed)
         return failed
 
@@ -364,6 +376,7 @@ class ChargingService:
             if authorization.status is not AuthorizationStatus.ACCEPTED:
                 record.flags = [*record.flags, "unauthorized_token"]
             transaction_id = await self._assign_transaction_id_16(session, record)
+        self._events.publish(charge_changed(record))
         logger.info(
             "charging.session.started",
             record_id=record.id,
@@ -393,6 +406,7 @@ class ChargingService:
                 return
             _apply_reading(record, reading.wh, reading.timestamp, now=self._clock.now())
             await session.commit()
+        self._events.publish(charge_changed(record))
 
     async def stop_transaction_16(
         self,
@@ -430,6 +444,7 @@ class ChargingService:
                 now=self._clock.now(),
             )
             await session.commit()
+        self._events.publish(charge_changed(record))
         logger.info(
             "charging.session.finished",
             record_id=record.id,
@@ -483,6 +498,7 @@ class ChargingService:
                     now=now,
                 )
             await session.commit()
+        self._events.publish(charge_changed(record))
         logger.info(
             "charging.transaction.event",
             record_id=record.id,
@@ -635,6 +651,7 @@ class ChargingService:
                 )
             )
             await session.commit()
+        self._events.publish(charge_failed(record_id))
 
     async def _get(self, record_id: str) -> ChargeDetailRecord:
         async with self._sessionmaker() as session:

@@ -41,6 +41,7 @@ async def log_in(
     """OAuth 2.0 password grant: ``username`` is the email."""
     token = await services.customers.login(form.username, form.password)
     if token is None:
+        services.metrics.count_auth_failure("api", "customer_login_failed")
         # One answer for an unknown email and a wrong password.
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
@@ -49,6 +50,7 @@ from csms.ocpp.liveness import DueActions, LivenessMonitor, LivenessPolicy
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.throttle import AuthThrottle
 from csms.ocpp.validation import SchemaViolation, get_validator
+from csms.observability.metrics import Metrics
 from csms.security.tls import build_mtls_context, build_tls_context, common_name_of
 from csms.settings import Settings
 from csms.stations.credentials import parse_basic_auth, verify_password
@@ -68,6 +70,9 @@ ROUTES: dict[OcppVersion, Routes] = {
 PRE_BOOT_ACTIONS = frozenset({"BootNotification"})
 CLOSE_REPLACED = 4000
 
+# What runs after a station's connection is established: (station id, version).
+ConnectedHook = Callable[[str, OcppVersion], Awaitable[None]]
+
 
 @dataclass(eq=False, slots=True)
 class StationConnection:
@@ -84,12 +89,17 @@ class Gateway:
         settings: Settings,
         services: Services,
         throttle: AuthThrottle | None = None,
+        metrics: Metrics | None = None,
+        on_connected: ConnectedHook | None = None,
     ) -> None:
         self._settings = settings
+        # Run as a tracked task for each new connection (charging's resync).
+        self._on_connected = on_connected
         self._services = services
         self._stations = services.stations
         self._clock = services.clock
         self._throttle = throttle or AuthThrottle(clock=services.clock)
+        self._metrics = metrics or Metrics()
         self._registry: ConnectionRegistry[StationConnection] = ConnectionRegistry()
         self._monitor = LivenessMonitor(
             LivenessPolicy(
@@ -418,6 +428,11 @@ class Gateway:
                 station_id, outcome.state is StationState.CHARGING
             )
             log.info("ocpp.connection.opened", source_address=address)
+            if self._on_connected is not None:
+                self._spawn(
+                    self._on_connected(station_id, version),
+                    name=f"connected-{station_id}",
+                )
             await self._read_frames(connection)
         except StationNotFound:
             log.warning("ocpp.connection.station_removed")
@@ -486,10 +501,19 @@ class Gateway:
         link = connection.link
         log = connection.log.bind(message_id=call.message_id, action=call.action)
 
+        # Metrics: every answer is counted by its outcome, and timed.
+        received = time.perf_counter()
+
         def refuse(kind: ErrorKind, description: str) -> str:
-            return encode_error(
-                call.message_id, error_code(kind, link.version), description
+            code = error_code(kind, link.version)
+            # A made-up action name must not become a new time series.
+            known = get_validator(link.version).knows(call.action)
+            self._metrics.observe_ocpp_call(
+                call.action if known else "unknown",
+                code,
+                time.perf_counter() - received,
             )
+            return encode_error(call.message_id, code, description)
 
         validator = get_validator(link.version)
         handler = ROUTES[link.version].get(call.action)
@@ -525,6 +549,9 @@ class Gateway:
             log.exception("ocpp.call.failed")
             return refuse(ErrorKind.INTERNAL_ERROR, "The CSMS could not handle it.")
         self._monitor.set_charging(link.station_id, link.state is StationState.CHARGING)
+        self._metrics.observe_ocpp_call(
+            call.action, "result", time.perf_counter() - received
+        )
         return encode_result(call.message_id, response)
 
     # -- liveness ----------------------------------------------------------------

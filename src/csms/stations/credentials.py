@@ -40,6 +40,7 @@ MAX_PASSWORD_LENGTH = 40
 
 DEFAULT_PASSWORD_LENGTH = 24
 DEFAULT_ITERATIONS = 2_000
+GENERATED_PASSWORD_ITERATIONS = 1
 
 _ALGORITHM = "pbkdf2_sha256"
 _SALT_BYTES = 16
@@ -104,15 +105,19 @@ def validate_password(password: str) -> None:
         )
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, generated: bool = False) -> str:
     """Return ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` with a fresh random salt.
 
-    Salt and hash are standard base64. The password is not validated here.
+    Salt and hash are standard base64. The password is not validated here. A
+    password this module generated gets a single iteration: with ~144 bits of
+    randomness no iteration count changes what an offline guesser can do, while
+    the fleet's reconnect storms and imports then verify and hash in microseconds.
     """
+    iterations = GENERATED_PASSWORD_ITERATIONS if generated else DEFAULT_ITERATIONS
     salt = secrets.token_bytes(_SALT_BYTES)
-    digest = _derive(password, salt=salt, iterations=DEFAULT_ITERATIONS)
+    digest = _derive(password, salt=salt, iterations=iterations)
     return "$".join(
-        (_ALGORITHM, str(DEFAULT_ITERATIONS), _encode_b64(salt), _encode_b64(digest))
+        (_ALGORITHM, str(iterations), _encode_b64(salt), _encode_b64(digest))
     )
 
 
@@ -134,14 +139,15 @@ def verify_password(password: str, encoded: str) -> bool:
 def needs_rehash(encoded: str) -> bool:
     """Return whether ``encoded`` should be replaced by a fresh ``hash_password``.
 
-    True when its iterations are below ``DEFAULT_ITERATIONS``, and for a malformed
+    True when its iterations are below ``DEFAULT_ITERATIONS`` (a generated
+    password's single iteration is by design, and not below), and for a malformed
     string, which can never verify and is better replaced.
     """
     parsed = _parse_encoded(encoded)
     if parsed is None:
         return True
     iterations, _, _ = parsed
-    return iterations < DEFAULT_ITERATIONS
+    return GENERATED_PASSWORD_ITERATIONS < iterations < DEFAULT_ITERATIONS
 
 
 def parse_basic_auth(header_value: str | None) -> BasicCredentials | None:

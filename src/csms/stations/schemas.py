@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from csms.stations.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from csms.stations.commands import Availability, ResetKind
 from csms.stations.models import (
     HIGHEST_SECURITY_PROFILE,
     LOWEST_SECURITY_PROFILE,
     STATION_ID_MAX_LENGTH,
     Station,
+    StationEvent,
 )
 from csms.stations.state import StationState
 
@@ -46,6 +49,19 @@ class StationCreate(BaseModel):
             "The lowest OCPP security profile the station may connect with: "
             "1 Basic auth, 2 TLS and Basic auth, 3 TLS with a client certificate."
         ),
+    )
+
+
+class StationBulkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stations: list[StationCreate] = Field(min_length=1, max_length=10_000)
+
+
+class StationBulkCreated(BaseModel):
+    imported: int
+    passwords: dict[str, str] = Field(
+        description="Generated passwords by station id, shown only in this answer."
     )
 
 
@@ -131,4 +147,62 @@ class StationPage(BaseModel):
     items: list[StationOut]
     next_after: str | None = Field(
         description="Pass as `after` to get the next page; null on the last one."
+    )
+
+
+class StationEventOut(BaseModel):
+    id: int
+    kind: str
+    security: bool
+    source_address: str | None
+    details: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_event(cls, event: StationEvent) -> StationEventOut:
+        return cls(
+            id=event.id,
+            kind=event.kind,
+            security=event.security,
+            source_address=event.source_address,
+            details=event.details,
+            created_at=event.created_at,
+        )
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: ResetKind = Field(
+        default=ResetKind.SOFT,
+        description="soft: once idle (2.0.1 OnIdle); hard: at once (Immediate).",
+    )
+
+
+class ConnectorRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # 1.6 uses 0 for the whole station; here that is leaving the ids out.
+    evse_id: int = Field(ge=1, le=1000, description="1.6: the connector.")
+    connector_id: int = Field(default=1, ge=1, le=1000)
+
+
+class AvailabilityChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    availability: Availability
+    evse_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Leave out for the whole station; 1.6: the connector.",
+    )
+    connector_id: int | None = Field(default=None, ge=1, le=1000)
+
+
+class CommandOut(BaseModel):
+    action: str = Field(description="The OCPP action sent.")
+    status: str = Field(
+        description="What the station answered (Accepted, Rejected, Scheduled, "
+        "Unlocked …)."
     )

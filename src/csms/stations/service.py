@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from csms.clock import Clock
 from csms.errors import InvalidInput, StationAlreadyExists, StationNotFound
+from csms.events import EventFeed, station_changed, station_event_recorded
 from csms.stations.credentials import (
     InvalidPassword,
     generate_password,
@@ -90,10 +91,16 @@ def validate_location(latitude: float | None, longitude: float | None) -> None:
 
 class StationService:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, clock: Clock
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        clock: Clock,
+        events: EventFeed | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
+        # Told after each commit that changed what a dashboard shows.
+        self._events = events or EventFeed()
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -131,7 +138,7 @@ class StationService:
             name=name,
             latitude=latitude,
             longitude=longitude,
-            password_hash=hash_password(password),
+            password_hash=hash_password(password, generated=generated is not None),
             security_profile=security_profile,
             state=StationState.UNAVAILABLE.value,
             online=False,
@@ -149,6 +156,7 @@ class StationService:
 
     async def set_password(self, station_id: str, *, password: str | None) -> str:
         """Replace a station's password; returns the new one (generated if None)."""
+        generated = password is None
         if password is None:
             password = generate_password()
         else:
@@ -158,7 +166,8 @@ class StationService:
                 update(Station)
                 .where(Station.id == station_id)
                 .values(
-                    password_hash=hash_password(password), updated_at=self._clock.now()
+                    password_hash=hash_password(password, generated=generated),
+                    updated_at=self._clock.now(),
                 )
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
@@ -234,6 +243,7 @@ class StationService:
     ) -> LinkOutcome:
         async with self._sessionmaker() as session:
             station = await _lock_station(session, station_id)
+            before = _visible_state(station)
             now = self._clock.now()
             station.online = True
             station.ocpp_version = ocpp_version
@@ -241,20 +251,24 @@ class StationService:
             station.last_seen_at = now
             outcome = await _refresh_state(session, station, now=now)
             await session.commit()
+        self._publish_if_changed(before, station)
         return outcome
 
     async def mark_offline(self, station_id: str) -> LinkOutcome:
         """The link is gone (socket closed, or silent past its window)."""
         async with self._sessionmaker() as session:
             station = await _lock_station(session, station_id)
+            before = _visible_state(station)
             station.online = False
             outcome = await _refresh_state(session, station, now=self._clock.now())
             await session.commit()
+        self._publish_if_changed(before, station)
         return outcome
 
     async def accept_boot(self, station_id: str, boot: BootInfo) -> LinkOutcome:
         async with self._sessionmaker() as session:
             station = await _lock_station(session, station_id)
+            before = _visible_state(station)
             now = self._clock.now()
             station.vendor = boot.vendor
             station.model = boot.model
@@ -277,6 +291,7 @@ class StationService:
             )
             outcome = await _refresh_state(session, station, now=now)
             await session.commit()
+        self._publish_if_changed(before, station)
         return outcome
 
     async def update_connector(
@@ -290,6 +305,7 @@ class StationService:
     ) -> LinkOutcome:
         async with self._sessionmaker() as session:
             station = await _lock_station(session, station_id)
+            before = _visible_state(station)
             now = self._clock.now()
             connector = await session.get(
                 Connector, (station_id, evse_id, connector_id)
@@ -312,6 +328,7 @@ class StationService:
             await session.flush()
             outcome = await _refresh_state(session, station, now=now)
             await session.commit()
+        self._publish_if_changed(before, station)
         return outcome
 
     async def record_last_seen(self, seen: Mapping[str, datetime]) -> None:
@@ -351,6 +368,8 @@ class StationService:
                 station.state = _derive(station).value
                 station.updated_at = now
             await session.commit()
+        for station in stations:
+            self._events.publish(station_changed(station))
         return len(stations)
 
     # -- audit --------------------------------------------------------------------
@@ -376,6 +395,11 @@ class StationService:
                 )
             )
             await session.commit()
+        self._events.publish(
+            station_event_recorded(
+                station_id[:200], kind, security=security, details=details or {}
+            )
+        )
 
     async def list_events(
         self, station_id: str, *, limit: int = 50
@@ -389,6 +413,22 @@ class StationService:
                     .limit(limit)
                 )
             ).all()
+
+    def _publish_if_changed(self, before: _VisibleState, station: Station) -> None:
+        if _visible_state(station) != before:
+            self._events.publish(station_changed(station))
+
+
+_VisibleState = tuple[str, bool, tuple[tuple[int, int, str], ...]]
+
+
+def _visible_state(station: Station) -> _VisibleState:
+    """What a dashboard shows of a station: its state, link and connectors."""
+    return (
+        station.state,
+        station.online,
+        tuple((c.evse_id, c.connector_id, c.status) for c in station.connectors),
+    )
 
 
 def _check_password(password: str) -> None:

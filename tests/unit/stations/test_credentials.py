@@ -19,7 +19,7 @@ from csms.stations.credentials import (
 )
 
 # Cheap to hash in tests while still a real, well-formed encoded string.
-_LOW_ITERATION_HASH_PREFIX = "pbkdf2_sha256$1$"
+_LOW_ITERATION_HASH_PREFIX = "pbkdf2_sha256$2$"
 
 
 def _b64(data: bytes) -> str:
@@ -210,3 +210,19 @@ def test_credentials_repr_hides_the_password() -> None:
     credentials = BasicCredentials(username="CS-0001", password="s3cret-password")
     assert "s3cret-password" not in repr(credentials)
     assert "CS-0001" in repr(credentials)
+
+
+def test_a_generated_password_is_hashed_with_one_iteration_and_verifies() -> None:
+    password = generate_password()
+
+    encoded = hash_password(password, generated=True)
+
+    assert encoded.split("$")[1] == "1"
+    assert verify_password(password, encoded)
+    assert not needs_rehash(encoded)
+
+
+def test_a_chosen_password_keeps_the_full_iteration_count() -> None:
+    encoded = hash_password("chosen-password-0001")
+
+    assert encoded.split("$")[1] == str(DEFAULT_ITERATIONS)
