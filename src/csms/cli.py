@@ -460,6 +460,60 @@ def simulate(
 
 
 @app.command()
+def load(
+    credentials: Annotated[
+        Path,
+        typer.Option(
+            exists=True, help="id,password CSV, as `csms station import` writes it."
+        ),
+    ],
+    url: Annotated[str, typer.Option()] = "ws://127.0.0.1:9000/ocpp",
+    stations: Annotated[
+        int | None, typer.Option(help="Use only the first N stations.")
+    ] = None,
+    processes: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    duration: Annotated[float, typer.Option(help="Seconds.")] = 60.0,
+    heartbeat_interval: Annotated[
+        float | None, typer.Option(help="Seconds; default: what the CSMS says.")
+    ] = None,
+    charging_share: Annotated[
+        float, typer.Option(help="Share of stations that charge (0..1).")
+    ] = 0.0,
+    meter_interval: Annotated[float, typer.Option(help="Seconds.")] = 60.0,
+    charge_duration: Annotated[float, typer.Option(help="Seconds.")] = 120.0,
+    v201_share: Annotated[
+        float, typer.Option(help="Share of stations speaking 2.0.1 (0..1).")
+    ] = 0.0,
+    max_handshakes: Annotated[
+        int, typer.Option(help="Handshakes in flight per process.")
+    ] = 200,
+) -> None:
+    """Drive many stations at a CSMS and print latency percentiles per action."""
+    from csms.simulator.load import (
+        LoadProfile,
+        format_report,
+        read_credentials,
+        run_load,
+    )
+
+    fleet = read_credentials(credentials)[:stations]
+    profile = LoadProfile(
+        url=url,
+        duration=duration,
+        heartbeat_interval=heartbeat_interval,
+        charging_share=charging_share,
+        meter_interval=meter_interval,
+        charge_duration=charge_duration,
+        max_handshakes=max_handshakes,
+        v201_share=v201_share,
+    )
+    merged = run_load(fleet, profile, processes=processes)
+    typer.echo(format_report(merged))
+    if merged["connected"] < len(fleet) or merged["errors"]:
+        raise typer.Exit(code=2)
+
+
+@app.command()
 def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Leave the CSMS and stations running afterwards.")
