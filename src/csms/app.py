@@ -23,6 +23,7 @@ from csms.charging.service import ChargingService
 from csms.clock import Clock, SystemClock
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
+from csms.db.health import DatabaseHealth
 from csms.events import EventFeed
 from csms.observability.health import Readiness
 from csms.observability.metrics import Metrics
@@ -87,6 +88,9 @@ def _failure_reason(exc: Exception) -> str:
     return "not_connected"
 
 
+# TODO: every role runs in this one process; splitting gateway, api and worker
+# roles (with a bus carrying commands and events between them) is what lets the
+# fleet grow past the ~19,900 sockets one process may hold here.
 class Csms:
     def __init__(
         self,
@@ -130,11 +134,16 @@ class Csms:
         self.reconciler = Reconciler(
             sessionmaker,
             clock=self.clock,
+            charging=self.charging,
             commands=commands,
             resync_delay=settings.resync_delay,
             resync_grace=settings.resync_grace,
             offline_grace=settings.offline_charge_grace,
             call_timeout=settings.call_timeout,
+        )
+        # Whether the database answers: the gateway refuses stations while not.
+        self.database = DatabaseHealth(
+            self.engine, interval=settings.database_probe_interval
         )
         self.gateway = Gateway(
             settings=settings,
@@ -146,6 +155,7 @@ class Csms:
             ),
             metrics=self.metrics,
             on_connected=self.reconciler.on_station_connected,
+            database=self.database,
         )
         commands.gateway = self.gateway
         self._gateway_started = False
@@ -188,6 +198,7 @@ class Csms:
             logger.info("csms.stations.marked_offline", stations=offline)
         await self.gateway.start()
         self._gateway_started = True
+        self.database.start()
         for work, name in (
             (self._expire_starts(), "expire-starts"),
             (self._close_abandoned_charges(), "close-abandoned-charges"),
@@ -254,6 +265,7 @@ class Csms:
         for timer in list(self._timers):
             timer.cancel()
         await asyncio.gather(*self._timers, return_exceptions=True)
+        await self.database.stop()
         # Live pages' streams end first: the HTTP server waits for open responses.
         self.events.close()
         if self._http is not None and self._http_task is not None:

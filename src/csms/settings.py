@@ -8,11 +8,26 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_PATH = Path("var") / "csms.sqlite3"
+
+
+def _seconds_from_number(value: object) -> object:
+    # pydantic reads "180" as seconds but not "2.5": accept any plain number.
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+# A duration: seconds ("180", "2.5") or ISO 8601 ("PT3M").
+Duration = Annotated[timedelta, BeforeValidator(_seconds_from_number)]
 
 
 class Environment(StrEnum):
@@ -45,31 +60,44 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
 
-    heartbeat_interval: timedelta = timedelta(seconds=180)
+    heartbeat_interval: Duration = timedelta(seconds=180)
     heartbeat_grace_factor: float = Field(default=1.5, ge=1.0)
-    ping_interval_idle: timedelta = timedelta(seconds=180)
-    ping_interval_charging: timedelta = timedelta(seconds=5)
-    ping_timeout: timedelta = timedelta(seconds=10)
-    liveness_check_interval: timedelta = timedelta(seconds=5)
-    handshake_timeout: timedelta = timedelta(seconds=30)
-    call_timeout: timedelta = timedelta(seconds=30)
+    ping_interval_idle: Duration = timedelta(seconds=180)
+    ping_interval_charging: Duration = timedelta(seconds=5)
+    ping_timeout: Duration = timedelta(seconds=10)
+    liveness_check_interval: Duration = timedelta(seconds=5)
+    handshake_timeout: Duration = timedelta(seconds=30)
+    call_timeout: Duration = timedelta(seconds=30)
+    # A station may send this many messages a second, in bursts up to the burst;
+    # faster, its socket is read more slowly; after `patience` slowed messages in
+    # a row it is disconnected. 0 turns the limit off.
+    station_message_rate: float = Field(default=20.0, ge=0)
+    station_message_burst: int = Field(default=60, ge=1)
+    station_flood_patience: int = Field(default=200, ge=1)
+    # This many connections of one station within the window is reported as
+    # flapping (a security event), once per window.
+    flap_threshold: int = Field(default=10, ge=2)
+    flap_window: Duration = timedelta(seconds=60)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How often the database is asked whether it answers (SELECT 1): during an
+    # outage, how soon stations are let back in once it returns.
+    database_probe_interval: Duration = timedelta(seconds=1)
 
     operator_bootstrap_token: SecretStr | None = None
     # Signs customers' bearer tokens. Left unset in development, a random one is
     # made at start (tokens then end with the process); production requires one.
     jwt_secret: SecretStr | None = None
-    access_token_lifetime: timedelta = timedelta(minutes=30)
+    access_token_lifetime: Duration = timedelta(minutes=30)
 
     nearby_max_radius_km: float = Field(default=50.0, gt=0)
     nearby_max_limit: int = Field(default=100, ge=1)
-    remote_start_timeout: timedelta = timedelta(seconds=60)
+    remote_start_timeout: Duration = timedelta(seconds=60)
     # After a station connects: wait this long, then resync its open charges.
-    resync_delay: timedelta = timedelta(seconds=2)
+    resync_delay: Duration = timedelta(seconds=2)
     # 1.6: how long queued messages may take before a free connector closes a charge.
-    resync_grace: timedelta = timedelta(seconds=30)
+    resync_grace: Duration = timedelta(seconds=30)
     # A charge whose station stays offline this long is closed without its stop.
-    offline_charge_grace: timedelta = timedelta(hours=6)
+    offline_charge_grace: Duration = timedelta(hours=6)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.CONSOLE
 

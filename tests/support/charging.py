@@ -71,16 +71,20 @@ async def get_session(customer: Customer, record_id: str) -> dict[str, Any]:
 
 
 async def wait_for_session(
-    customer: Customer, record_id: str, *, state: str
+    customer: Customer, record_id: str, *, state: str, timeout: float = 15.0
 ) -> dict[str, Any]:
-    """Poll the session until it reaches ``state``; return it then."""
+    """Poll the session until it reaches ``state``; return it then.
+
+    Generous by default: after a crash the station's queue arrives only once it
+    has reconnected, and a loaded CI machine makes that slow.
+    """
     last: dict[str, Any] = {}
 
     async def reached() -> bool:
         last.update(await get_session(customer, record_id))
         return last["state"] == state
 
-    await eventually(reached)
+    await eventually(reached, timeout=timeout)
     return last
 
 

@@ -9,13 +9,33 @@ recognised in it by business key (2.0.1: station, transaction id, seqNo).
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from csms.db.base import Base, UtcDateTime
+from csms.ocpp.framing import OcppVersion
+
+# A station clock before this is unset (often 1970 after a power loss); one
+# ahead of ours by more than a day is wrong too. Both are stored, and flagged.
+EARLIEST_PLAUSIBLE_TIME = datetime(2015, 1, 1, tzinfo=UTC)
+LARGEST_PLAUSIBLE_LEAD = timedelta(days=1)
+# What the record's columns hold: a value beyond is kept in the journal only.
+MAX_METER_WH = 10**18
+MAX_CONNECTOR_ID = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A transaction message as it arrived, kept verbatim in the journal."""
+
+    message_id: str
+    version: OcppVersion
+    payload: dict[str, Any]
+    received_at: datetime
 
 
 class TransactionMessage(Base):
@@ -51,4 +71,63 @@ class TransactionMessage(Base):
         ),
         Index("ix_transaction_messages_record", "record_id", "id"),
         Index("ix_transaction_messages_station", "station_id", "id"),
+    )
+
+
+def is_plausible_time(moment: datetime, *, received_at: datetime) -> bool:
+    """Whether a station's timestamp can be true, judged by when it arrived."""
+    return EARLIEST_PLAUSIBLE_TIME <= moment <= received_at + LARGEST_PLAUSIBLE_LEAD
+
+
+def storable_text(value: str) -> str:
+    """``value`` with what PostgreSQL text cannot hold (NUL) replaced by U+FFFD."""
+    return value.replace("\x00", "\ufffd")
+
+
+def storable_meter(value: int | None) -> int | None:
+    """A meter value the record can hold, or None for one no meter can show."""
+    if value is None or abs(value) > MAX_METER_WH:
+        return None
+    return value
+
+
+def has_sequence_gap(*, numbers_seen: int, highest: int | None) -> bool:
+    """Whether 2.0.1 seqNo values 0..highest are not all there (E01..E15).
+
+    ``numbers_seen`` counts the distinct sequence numbers received for one
+    transaction, ``highest`` is the largest of them.
+    """
+    return highest is not None and numbers_seen < highest + 1
+
+
+def build_entry(
+    received: Received,
+    *,
+    station_id: str,
+    action: str,
+    transaction_id: str | None,
+    record_id: str | None,
+    message_time: datetime | None,
+    seq_no: int | None = None,
+    event_type: str | None = None,
+    duplicate: bool = False,
+    flags: list[str] | None = None,
+) -> TransactionMessage:
+    """The journal row of one received transaction message."""
+    return TransactionMessage(
+        station_id=station_id,
+        ocpp_version=received.version.value,
+        action=action,
+        message_id=storable_text(received.message_id),
+        transaction_id=None
+        if transaction_id is None
+        else storable_text(transaction_id),
+        seq_no=seq_no,
+        event_type=event_type,
+        record_id=record_id,
+        duplicate=duplicate,
+        message_time=message_time,
+        received_at=received.received_at,
+        payload=received.payload,
+        flags=list(flags or []),
     )

@@ -8,12 +8,15 @@ string with a ``unit``; 2.0.1 as a number with ``unitOfMeasure {unit, multiplier
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
+# Far beyond any meter (10^15 kWh), and safely inside a 64-bit column.
+MAX_READING_WH = 10**18
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +60,22 @@ def _energy_of(sampled_values: Iterable[Mapping[str, Any]]) -> int | None:
 
 
 def _to_wh(sample: Mapping[str, Any]) -> int | None:
+    # A value no meter can show (out of range, not finite) is no reading: the
+    # message is still stored as received, in the journal.
     try:
         value = float(sample["value"])
-    except (KeyError, TypeError, ValueError):
+        unit_of_measure = sample.get("unitOfMeasure")
+        if isinstance(unit_of_measure, Mapping):
+            unit = unit_of_measure.get("unit", "Wh")
+            value *= 10.0 ** int(unit_of_measure.get("multiplier", 0))
+        else:
+            unit = sample.get("unit", "Wh")
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
-    unit_of_measure = sample.get("unitOfMeasure")
-    if isinstance(unit_of_measure, Mapping):
-        unit = unit_of_measure.get("unit", "Wh")
-        value *= 10 ** int(unit_of_measure.get("multiplier", 0))
-    else:
-        unit = sample.get("unit", "Wh")
     if unit == "kWh":
         value *= 1000
     elif unit != "Wh":
+        return None
+    if not math.isfinite(value) or abs(value) > MAX_READING_WH:
         return None
     return round(value)

@@ -23,6 +23,13 @@ from csms.db.base import Base, UtcDateTime
 # below makes the database refuse a second one, whichever request races.
 ACTIVE_STATES_SQL = "state IN ('Pending', 'Started')"
 
+# Flags saying that messages of a charge are known to be missing: its stop
+# (``incomplete``, set when a charge is closed without one), some 2.0.1
+# sequence numbers (``sequence_gap``), or its start (``unknown_transaction``).
+INCOMPLETE_FLAGS = frozenset({"incomplete", "sequence_gap", "unknown_transaction"})
+# Set when the station confirmed that nothing more of the charge is queued.
+CONFIRMED_COMPLETE = "confirmed_complete"
+
 
 class ChargeDetailRecord(Base):
     __tablename__ = "charge_detail_records"
@@ -76,3 +83,12 @@ class ChargeDetailRecord(Base):
         Index("ix_charge_detail_records_customer_id", "customer_id", "id"),
         Index("ix_charge_detail_records_station_id", "station_id", "id"),
     )
+
+    @property
+    def complete(self) -> bool:
+        """Finished with nothing known to be missing, or confirmed so by the
+        station: a record that can be billed as it is."""
+        if self.state != "Finished":
+            return False
+        flags = set(self.flags)
+        return CONFIRMED_COMPLETE in flags or not INCOMPLETE_FLAGS & flags

@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.charging.models import ChargeDetailRecord
-from csms.charging.service import StationCommands
+from csms.charging.service import ChargingService, StationCommands
 from csms.charging.state import CdrState
 from csms.clock import Clock
 from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
@@ -65,6 +65,7 @@ class Reconciler:
         sessionmaker: async_sessionmaker[AsyncSession],
         *,
         clock: Clock,
+        charging: ChargingService,
         commands: StationCommands,
         resync_delay: timedelta,
         resync_grace: timedelta,
@@ -73,6 +74,7 @@ class Reconciler:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
+        self._charging = charging
         self._commands = commands
         self._resync_delay = resync_delay.total_seconds()
         self._resync_grace = resync_grace.total_seconds()
@@ -168,6 +170,10 @@ class Reconciler:
                 flags=(RESYNC_FLAG,),
             ):
                 closed += 1
+            # The station said nothing more is queued: the record is complete.
+            await self._charging.mark_complete(
+                station_id, record.transaction_id, "StationReported"
+            )
         return closed
 
     async def _resync_16(self, station_id: str, *, asked_at: datetime) -> int:
@@ -193,6 +199,9 @@ class Reconciler:
                         Connector.status.in_(FREE_STATUSES_16),
                         # Only a status reported on this connection counts.
                         Connector.updated_at >= asked_at,
+                        # A record still receiving queued data will get its
+                        # stop from the same queue.
+                        ChargeDetailRecord.updated_at <= asked_at,
                     )
                 )
             ).all()
@@ -211,7 +220,11 @@ class Reconciler:
         async with self._sessionmaker() as session:
             rows = (
                 await session.execute(
-                    select(ChargeDetailRecord.id, Station.last_seen_at)
+                    select(
+                        ChargeDetailRecord.id,
+                        ChargeDetailRecord.last_meter_at,
+                        Station.last_seen_at,
+                    )
                     .join(Station, Station.id == ChargeDetailRecord.station_id)
                     .where(
                         ChargeDetailRecord.state == CdrState.STARTED.value,
@@ -225,13 +238,13 @@ class Reconciler:
                 )
             ).all()
         closed = 0
-        for record_id, last_seen_at in rows:
-            if await self._close(
+        for record_id, last_meter_at, last_seen_at in rows:
+            record = await self._charging.close_offline_charge(
                 record_id,
                 reason=ABANDONED_REASON,
-                flags=ABANDONED_FLAGS,
-                fallback_stop=last_seen_at,
-            ):
+                stopped_at=last_meter_at or last_seen_at or self._clock.now(),
+            )
+            if set(ABANDONED_FLAGS) <= set(record.flags):
                 closed += 1
         return closed
 
@@ -266,10 +279,9 @@ class Reconciler:
         fallback_stop: datetime | None = None,
     ) -> bool:
         """Finish a Started record on its last reading; False if it is not open."""
-        # TODO: use ChargingService.mark_complete / close_offline_charge once they
-        # exist, so that the closing rule lives in one place; until then this
-        # writes the record itself, and data arriving after the close is applied
-        # only as far as the service's handlers amend a Finished record.
+        # TODO: move this into ChargingService beside close_offline_charge (which
+        # flags closed_without_stop/incomplete, wrong for a station that reported
+        # the charge over), so that one place owns how a record is closed.
         async with self._sessionmaker() as session:
             record = await session.scalar(
                 select(ChargeDetailRecord)

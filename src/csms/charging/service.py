@@ -4,7 +4,14 @@ station's transaction messages, and finishing its Charge Detail Record.
 Two edges call in here. The HTTP API asks to start and stop (``start_session``,
 ``stop_session``); the OCPP handlers report what the station did
 (``start_transaction_16``, ``transaction_event_201`` …). Each OCPP method is one
-database transaction, committed before the handler answers the station.
+database transaction, committed before the handler answers the station, that
+writes the message to the journal (``csms.charging.journal``) together with its
+effect on the Charge Detail Record.
+
+Nothing a station sends about a charge is refused for its content: a retry is
+journaled as a duplicate and not applied, and what is suspect (a clock that
+cannot be right, a meter running backwards, a stop for a transaction nobody
+knows) is stored and flagged on the record.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import String, and_, cast, select, update
+from sqlalchemy import String, and_, cast, distinct, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,12 +39,27 @@ from csms.charging.ids import (
     new_remote_start_id,
     new_transaction_id_16,
 )
-from csms.charging.meter import latest_energy, parse_timestamp
-from csms.charging.models import ChargeDetailRecord
+from csms.charging.journal import (
+    MAX_CONNECTOR_ID,
+    Received,
+    TransactionMessage,
+    build_entry,
+    has_sequence_gap,
+    is_plausible_time,
+    storable_meter,
+    storable_text,
+)
+from csms.charging.meter import EnergyReading, latest_energy, parse_timestamp
+from csms.charging.models import CONFIRMED_COMPLETE, ChargeDetailRecord
 from csms.charging.state import ACTIVE_STATES, FREE_CONNECTOR_STATUSES, CdrState
 from csms.clock import Clock
-from csms.customers.service import AuthorizationStatus, CustomerService
+from csms.customers.service import (
+    AuthorizationStatus,
+    CustomerService,
+    TokenAuthorization,
+)
 from csms.events import EventFeed, charge_changed, charge_failed, charges_expired
+from csms.faults import crash_point
 from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
 from csms.ocpp.framing import OcppVersion
 from csms.stations.models import Connector, Station
@@ -47,6 +69,10 @@ from csms.stations.state import StationState
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.charging")
 
 _TRANSACTION_ID_ATTEMPTS = 5
+# How many of a station's latest journal rows a 1.6 resend is looked for in.
+_RESEND_LOOKBACK = 20
+# A record finished without the station's own stop, which may still come.
+_STOP_MISSING_FLAGS = frozenset({"closed_without_stop", "stop_missing"})
 
 
 class StationCommands(Protocol):
@@ -310,9 +336,13 @@ class ChargingService:
         return failed
 
     # -- the station's side ------------------------------------------------------
+    #
+    # Each method below is one database transaction holding both the message's
+    # journal row and its effect on the record, committed before the handler
+    # answers: acknowledged means stored, and a retry finds what it repeats.
 
     async def authorize(self, id_token: str) -> AuthorizationStatus:
-        return (await self._customers.authorize_token(id_token)).status
+        return (await self._customers.authorize_token(storable_text(id_token))).status
 
     async def start_transaction_16(
         self,
@@ -322,23 +352,52 @@ class ChargingService:
         id_tag: str,
         meter_start: int,
         timestamp: datetime,
+        received: Received,
     ) -> StartOutcome:
         """A 1.6 StartTransaction: link it to the remote start it answers, or
         open a record for a charge started at the station itself."""
+        id_tag = storable_text(id_tag)
         authorization = await self._customers.authorize_token(id_tag)
+        time_flags = _time_flags(timestamp, received)
+        # Values no record can hold are kept in the journal only, and flagged.
+        if storable_meter(meter_start) is None:
+            time_flags.append("implausible_meter")
+        if not 0 <= connector_id <= MAX_CONNECTOR_ID:
+            time_flags.append("implausible_connector")
+            connector_id = 0
         async with self._sessionmaker() as session:
-            # A retry of a StartTransaction already stored gets the same id back.
+            # A retry of a StartTransaction already stored gets the same id back
+            # (1.6 has no sequence number: the message's content is its key).
             earlier = await session.scalar(
                 select(ChargeDetailRecord).where(
                     ChargeDetailRecord.station_id == station_id,
                     ChargeDetailRecord.connector_id == connector_id,
                     ChargeDetailRecord.id_token == id_tag,
-                    ChargeDetailRecord.meter_start_wh == meter_start,
+                    ChargeDetailRecord.meter_start_wh == storable_meter(meter_start),
                     ChargeDetailRecord.started_at == timestamp,
                     ChargeDetailRecord.transaction_id.is_not(None),
                 )
             )
             if earlier is not None and earlier.transaction_id is not None:
+                session.add(
+                    build_entry(
+                        received,
+                        station_id=station_id,
+                        action="StartTransaction",
+                        transaction_id=earlier.transaction_id,
+                        record_id=earlier.id,
+                        message_time=timestamp,
+                        duplicate=True,
+                        flags=time_flags,
+                    )
+                )
+                await session.commit()
+                logger.info(
+                    "charging.transaction.duplicate",
+                    record_id=earlier.id,
+                    station_id=station_id,
+                    action="StartTransaction",
+                )
                 return StartOutcome(int(earlier.transaction_id), authorization.status)
 
             # 1.6 carries no id linking it to our RemoteStartTransaction:
@@ -370,12 +429,28 @@ class ChargingService:
                     customer_id=authorization.customer_id,
                 )
             _mark_started(record, started_at=timestamp, now=self._clock.now())
-            record.meter_start_wh = meter_start
-            record.meter_last_wh = meter_start
+            record.meter_start_wh = storable_meter(meter_start)
+            record.meter_last_wh = storable_meter(meter_start)
             record.energy_wh = 0
             if authorization.status is not AuthorizationStatus.ACCEPTED:
-                record.flags = [*record.flags, "unauthorized_token"]
-            transaction_id = await self._assign_transaction_id_16(session, record)
+                _add_flags(record, "unauthorized_token")
+            _add_flags(record, *time_flags)
+            transaction_id = await _free_transaction_id_16(session, station_id)
+            record.transaction_id = _transaction_key_16(transaction_id)
+            session.add(
+                build_entry(
+                    received,
+                    station_id=station_id,
+                    action="StartTransaction",
+                    transaction_id=record.transaction_id,
+                    record_id=record.id,
+                    message_time=timestamp,
+                    flags=time_flags,
+                )
+            )
+            crash_point("before_commit", "StartTransaction")
+            await session.commit()
+            crash_point("after_commit", "StartTransaction")
         self._events.publish(charge_changed(record))
         logger.info(
             "charging.session.started",
@@ -391,22 +466,70 @@ class ChargingService:
         *,
         transaction_id: int | None,
         meter_values: list[dict[str, Any]],
+        received: Received,
     ) -> None:
         reading = latest_energy(meter_values)
-        if transaction_id is None or reading is None:
-            return
+        flags = [] if reading is None else _time_flags(reading.timestamp, received)
         async with self._sessionmaker() as session:
-            record = await _find_transaction(session, station_id, str(transaction_id))
-            if record is None:
-                logger.warning(
-                    "charging.meter.unknown_transaction",
-                    station_id=station_id,
-                    transaction_id=transaction_id,
+            # 1.6 gives a MeterValues no business key: a resend is the same
+            # message id with the same payload, among the station's latest rows.
+            # TODO: a resend after more than _RESEND_LOOKBACK newer messages of
+            # the station is journaled again (the record is unaffected).
+            if await _is_resent_16(session, station_id, "MeterValues", received):
+                session.add(
+                    build_entry(
+                        received,
+                        station_id=station_id,
+                        action="MeterValues",
+                        transaction_id=(
+                            None
+                            if transaction_id is None
+                            else _transaction_key_16(transaction_id)
+                        ),
+                        record_id=None,
+                        message_time=None if reading is None else reading.timestamp,
+                        duplicate=True,
+                        flags=flags,
+                    )
                 )
+                await session.commit()
                 return
-            _apply_reading(record, reading.wh, reading.timestamp, now=self._clock.now())
+            record = None
+            if transaction_id is not None:
+                record = await _find_transaction(
+                    session, station_id, _transaction_key_16(transaction_id)
+                )
+                if record is None:
+                    # Kept in the journal only: without its start there is no
+                    # record a reading could move.
+                    flags.append("unknown_transaction")
+                    logger.warning(
+                        "charging.meter.unknown_transaction",
+                        station_id=station_id,
+                        transaction_id=transaction_id,
+                    )
+            if record is not None and reading is not None:
+                _apply_reading(record, reading, received_at=received.received_at)
+            session.add(
+                build_entry(
+                    received,
+                    station_id=station_id,
+                    action="MeterValues",
+                    transaction_id=(
+                        None
+                        if transaction_id is None
+                        else _transaction_key_16(transaction_id)
+                    ),
+                    record_id=None if record is None else record.id,
+                    message_time=None if reading is None else reading.timestamp,
+                    flags=flags,
+                )
+            )
+            crash_point("before_commit", "MeterValues")
             await session.commit()
-        self._events.publish(charge_changed(record))
+            crash_point("after_commit", "MeterValues")
+        if record is not None:
+            self._events.publish(charge_changed(record))
 
     async def stop_transaction_16(
         self,
@@ -416,80 +539,239 @@ class ChargingService:
         meter_stop: int,
         timestamp: datetime,
         reason: str | None,
+        id_tag: str | None = None,
         transaction_data: list[dict[str, Any]] | None = None,
-    ) -> None:
+        received: Received,
+    ) -> AuthorizationStatus | None:
+        """A 1.6 StopTransaction; returns the status of its idTag, if it has one.
+
+        A retry (the same transaction id again) is journaled and not applied. A
+        stop for a transaction nobody knows still makes a record, flagged, so
+        that the charge can be billed; a stop for a record closed without one
+        amends it.
+        """
+        id_tag = storable_text(id_tag) if id_tag else None
+        authorization = (
+            await self._customers.authorize_token(id_tag) if id_tag else None
+        )
+        time_flags = _time_flags(timestamp, received)
+        if storable_meter(meter_stop) is None:
+            time_flags.append("implausible_meter")
+        now = self._clock.now()
         async with self._sessionmaker() as session:
-            record = await _find_transaction(session, station_id, str(transaction_id))
+            record = await _find_transaction(
+                session, station_id, _transaction_key_16(transaction_id)
+            )
+            duplicate = False
+            amended = False
             if record is None:
-                # TODO: store stops for unknown transactions in a journal and flag
-                # them; today they are only logged, so such a charge is not billed.
                 logger.warning(
                     "charging.stop.unknown_transaction",
                     station_id=station_id,
                     transaction_id=transaction_id,
                 )
-                return
-            if record.state == CdrState.FINISHED.value:
-                return
-            reading = latest_energy(transaction_data or [])
-            if reading is not None:
-                _apply_reading(
-                    record, reading.wh, reading.timestamp, now=self._clock.now()
+                # TODO: a 1.6 stop names no connector and no start meter: the
+                # record has neither, so its energy must be billed by hand.
+                record = await self._new_unknown_record(
+                    session,
+                    station_id,
+                    transaction_id=_transaction_key_16(transaction_id),
+                    evse_id=0,
+                    connector_id=0,
+                    id_token=id_tag,
+                    customer_id=authorization.customer_id if authorization else None,
                 )
-            _finish(
-                record,
-                meter_stop=meter_stop,
-                stopped_at=timestamp,
-                reason=reason or "Local",
-                now=self._clock.now(),
+                _finish(
+                    record,
+                    meter_stop=storable_meter(meter_stop),
+                    stopped_at=timestamp,
+                    reason=reason or "Local",
+                    now=now,
+                )
+            elif not _awaits_stop(record):
+                duplicate = True
+            else:
+                amended = record.state == CdrState.FINISHED.value
+                reading = latest_energy(transaction_data or [])
+                if reading is not None:
+                    _apply_reading(record, reading, received_at=received.received_at)
+                _finish(
+                    record,
+                    meter_stop=storable_meter(meter_stop),
+                    stopped_at=timestamp,
+                    reason=reason or "Local",
+                    now=now,
+                )
+            if not duplicate:
+                _add_flags(record, *time_flags)
+            session.add(
+                build_entry(
+                    received,
+                    station_id=station_id,
+                    action="StopTransaction",
+                    transaction_id=_transaction_key_16(transaction_id),
+                    record_id=record.id,
+                    message_time=timestamp,
+                    duplicate=duplicate,
+                    flags=time_flags,
+                )
             )
+            crash_point("before_commit", "StopTransaction")
             await session.commit()
-        self._events.publish(charge_changed(record))
-        logger.info(
-            "charging.session.finished",
-            record_id=record.id,
-            station_id=station_id,
-            energy_wh=record.energy_wh,
-        )
+            crash_point("after_commit", "StopTransaction")
+        if duplicate:
+            logger.info(
+                "charging.transaction.duplicate",
+                record_id=record.id,
+                station_id=station_id,
+                action="StopTransaction",
+            )
+        else:
+            self._events.publish(charge_changed(record))
+            logger.info(
+                "charging.session.finished",
+                record_id=record.id,
+                station_id=station_id,
+                energy_wh=record.energy_wh,
+                amended=amended,
+            )
+        return authorization.status if authorization else None
 
     async def transaction_event_201(
-        self, station_id: str, payload: dict[str, Any]
+        self, station_id: str, payload: dict[str, Any], *, received: Received
     ) -> AuthorizationStatus | None:
-        """A 2.0.1 TransactionEvent (E01..E15): Started, Updated or Ended."""
+        """A 2.0.1 TransactionEvent (E01..E15): Started, Updated or Ended.
+
+        Retries are recognised by (station, transactionId, seqNo): a repeated
+        event is journaled as a duplicate, not applied again, and answered as
+        before. Events may arrive out of order (queued while offline).
+        """
+        token = (payload.get("idToken") or {}).get("idToken")
+        token = storable_text(token) if token else None
+        authorization = await self._customers.authorize_token(token) if token else None
+        try:
+            await self._apply_transaction_event(
+                station_id, payload, received=received, authorization=authorization
+            )
+        except IntegrityError:
+            # A copy of this event (or another first event of this transaction)
+            # committed concurrently: looking again finds it.
+            await self._apply_transaction_event(
+                station_id, payload, received=received, authorization=authorization
+            )
+        return authorization.status if authorization else None
+
+    async def _apply_transaction_event(
+        self,
+        station_id: str,
+        payload: dict[str, Any],
+        *,
+        received: Received,
+        authorization: TokenAuthorization | None,
+    ) -> None:
         event_type = payload["eventType"]
         info = payload["transactionInfo"]
-        transaction_id = info["transactionId"]
+        transaction_id = storable_text(info["transactionId"])
+        seq_no = int(payload["seqNo"])
         timestamp = parse_timestamp(payload["timestamp"])
         token = (payload.get("idToken") or {}).get("idToken")
-        authorization = await self._customers.authorize_token(token) if token else None
+        token = storable_text(token) if token else None
         reading = latest_energy(payload.get("meterValue") or [])
+        time_flags = _time_flags(timestamp, received)
         now = self._clock.now()
 
         async with self._sessionmaker() as session:
+
+            def journal(record: ChargeDetailRecord, *, duplicate: bool) -> None:
+                session.add(
+                    build_entry(
+                        received,
+                        station_id=station_id,
+                        action="TransactionEvent",
+                        transaction_id=transaction_id,
+                        record_id=record.id,
+                        message_time=timestamp,
+                        seq_no=seq_no,
+                        event_type=event_type,
+                        duplicate=duplicate,
+                        flags=time_flags,
+                    )
+                )
+
+            # The record is locked first, so that a concurrent copy of this
+            # event waits here and then finds the first one in the journal.
             record = await _find_transaction(session, station_id, transaction_id)
-            if record is None:
+            if record is not None and await _seen_sequence_number(
+                session, station_id, transaction_id, seq_no
+            ):
+                journal(record, duplicate=True)
+                await session.commit()
+                logger.info(
+                    "charging.transaction.duplicate",
+                    record_id=record.id,
+                    station_id=station_id,
+                    action="TransactionEvent",
+                    seq_no=seq_no,
+                )
+                return
+
+            customer_id = authorization.customer_id if authorization else None
+            if record is None and event_type == "Ended":
+                logger.warning(
+                    "charging.stop.unknown_transaction",
+                    station_id=station_id,
+                    transaction_id=transaction_id,
+                )
+                evse = payload.get("evse") or {}
+                record = await self._new_unknown_record(
+                    session,
+                    station_id,
+                    transaction_id=transaction_id,
+                    evse_id=_storable_connector(evse.get("id", 0)),
+                    connector_id=_storable_connector(evse.get("connectorId", 0)),
+                    id_token=token,
+                    customer_id=customer_id,
+                )
+                _finish(
+                    record,
+                    meter_stop=reading.wh if reading else None,
+                    stopped_at=timestamp,
+                    reason=info.get("stoppedReason", "Local"),
+                    now=now,
+                )
+            elif record is None:
+                # The first event of this transaction we hear of: its Started,
+                # or a later one whose Started is delayed or lost.
                 record = await self._open_record_201(
                     session,
                     station_id,
                     payload,
                     token=token,
-                    customer_id=authorization.customer_id if authorization else None,
+                    customer_id=customer_id,
                 )
                 _mark_started(record, started_at=timestamp, now=now)
                 record.transaction_id = transaction_id
-                if reading is not None:
-                    record.meter_start_wh = reading.wh
                 if authorization and authorization.status is not (
                     AuthorizationStatus.ACCEPTED
                 ):
-                    record.flags = [*record.flags, "unauthorized_token"]
+                    _add_flags(record, "unauthorized_token")
             elif token and record.id_token is None:
                 record.id_token = token
-            if reading is not None:
+            _add_flags(record, *time_flags)
+
+            # A Started arriving after later events still tells when, and from
+            # which meter value, the charge began.
+            if event_type == "Started" and record.state == CdrState.STARTED.value:
+                record.started_at = timestamp
+                if reading is not None:
+                    record.meter_start_wh = reading.wh
+                    if record.meter_last_wh is not None:
+                        record.energy_wh = max(0, record.meter_last_wh - reading.wh)
+            if reading is not None and _awaits_stop(record):
                 if record.meter_start_wh is None:
                     record.meter_start_wh = reading.wh
-                _apply_reading(record, reading.wh, reading.timestamp, now=now)
-            if event_type == "Ended" and record.state != CdrState.FINISHED.value:
+                _apply_reading(record, reading, received_at=received.received_at)
+            if event_type == "Ended" and _awaits_stop(record):
                 _finish(
                     record,
                     meter_stop=reading.wh if reading else record.meter_last_wh,
@@ -497,16 +779,83 @@ class ChargingService:
                     reason=info.get("stoppedReason", "Local"),
                     now=now,
                 )
+
+            journal(record, duplicate=False)
+            await session.flush()
+            await _flag_sequence_gap(session, record, station_id, transaction_id)
+            crash_point("before_commit", "TransactionEvent")
             await session.commit()
+            crash_point("after_commit", "TransactionEvent")
         self._events.publish(charge_changed(record))
         logger.info(
             "charging.transaction.event",
             record_id=record.id,
             station_id=station_id,
             event_type=event_type,
+            seq_no=seq_no,
             state=record.state,
         )
-        return authorization.status if authorization else None
+
+    # -- reconciliation ------------------------------------------------------------
+
+    async def close_offline_charge(
+        self, record_id: str, *, reason: str, stopped_at: datetime
+    ) -> ChargeDetailRecord:
+        """Finish a Started record whose station never came back to stop it.
+
+        The record keeps the energy of its last reading and is flagged
+        ``closed_without_stop`` and ``incomplete``; a stop that arrives later
+        still amends it. A record not Started is returned unchanged.
+        """
+        async with self._sessionmaker() as session:
+            record = await session.get(
+                ChargeDetailRecord, record_id, with_for_update=True
+            )
+            if record is None:
+                raise ChargingSessionNotFound(record_id)
+            if record.state != CdrState.STARTED.value:
+                return record
+            record.state = CdrState.FINISHED.value
+            record.stop_reason = reason
+            record.stopped_at = stopped_at
+            record.updated_at = self._clock.now()
+            _add_flags(record, "closed_without_stop", "incomplete")
+            await session.commit()
+        self._events.publish(charge_changed(record))
+        logger.info(
+            "charging.session.closed_offline",
+            record_id=record.id,
+            station_id=record.station_id,
+            reason=reason,
+            energy_wh=record.energy_wh,
+        )
+        return record
+
+    async def mark_complete(
+        self, station_id: str, transaction_id: str, reason: str
+    ) -> ChargeDetailRecord:
+        """Record that the station confirmed nothing more of a finished charge
+        is queued: whatever is still missing is lost, and the record complete.
+
+        A record not Finished yet is returned unchanged (close it first).
+        """
+        async with self._sessionmaker() as session:
+            record = await _find_transaction(session, station_id, transaction_id)
+            if record is None:
+                raise ChargingSessionNotFound(transaction_id)
+            if record.state != CdrState.FINISHED.value:
+                return record
+            _add_flags(record, CONFIRMED_COMPLETE)
+            record.updated_at = self._clock.now()
+            await session.commit()
+        self._events.publish(charge_changed(record))
+        logger.info(
+            "charging.record.confirmed_complete",
+            record_id=record.id,
+            station_id=station_id,
+            reason=reason,
+        )
+        return record
 
     # -- helpers ------------------------------------------------------------------
 
@@ -533,8 +882,8 @@ class ChargingService:
             )
             if pending is not None:
                 return pending
-        evse_id = int(evse.get("id", 1))
-        connector_id = int(evse.get("connectorId", 1))
+        evse_id = _storable_connector(evse.get("id", 1))
+        connector_id = _storable_connector(evse.get("connectorId", 1))
         await self._finish_stale(session, station_id, evse_id, connector_id)
         return await self._new_local_record(
             session,
@@ -604,24 +953,45 @@ class ChargingService:
                 record.state = CdrState.FINISHED.value
                 record.stop_reason = "Superseded"
                 record.stopped_at = record.last_meter_at or now
-                record.flags = [*record.flags, "stop_missing"]
+                _add_flags(record, "stop_missing")
             record.updated_at = now
         await session.flush()
 
-    async def _assign_transaction_id_16(
-        self, session: AsyncSession, record: ChargeDetailRecord
-    ) -> int:
-        for _ in range(_TRANSACTION_ID_ATTEMPTS):
-            transaction_id = new_transaction_id_16()
-            record.transaction_id = str(transaction_id)
-            try:
-                await session.commit()
-            except IntegrityError:
-                await session.rollback()
-                session.add(record)
-                continue
-            return transaction_id
-        raise RuntimeError("no free transaction id after several attempts")
+    async def _new_unknown_record(
+        self,
+        session: AsyncSession,
+        station_id: str,
+        *,
+        transaction_id: str,
+        evse_id: int,
+        connector_id: int,
+        id_token: str | None,
+        customer_id: int | None,
+    ) -> ChargeDetailRecord:
+        """A record for the stop of a transaction we never heard start: made
+        Finished at once, so that it never holds its connector."""
+        now = self._clock.now()
+        car_id = (
+            await self._customers.only_car_id(customer_id)
+            if customer_id is not None
+            else None
+        )
+        record = ChargeDetailRecord(
+            id=new_record_id(now),
+            state=CdrState.FINISHED.value,
+            station_id=station_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            customer_id=customer_id,
+            car_id=car_id,
+            id_token=id_token,
+            transaction_id=transaction_id,
+            flags=["unknown_transaction"],
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(record)
+        return record
 
     async def _find_by_idempotency_key(
         self, customer_id: int, key: str
@@ -659,6 +1029,27 @@ class ChargingService:
         if record is None:
             raise ChargingSessionNotFound(record_id)
         return record
+
+
+async def _is_resent_16(
+    session: AsyncSession, station_id: str, action: str, received: Received
+) -> bool:
+    recent = (
+        await session.execute(
+            select(TransactionMessage.message_id, TransactionMessage.payload)
+            .where(
+                TransactionMessage.station_id == station_id,
+                TransactionMessage.action == action,
+            )
+            .order_by(TransactionMessage.id.desc())
+            .limit(_RESEND_LOOKBACK)
+        )
+    ).all()
+    message_id = storable_text(received.message_id)
+    return any(
+        row.message_id == message_id and row.payload == received.payload
+        for row in recent
+    )
 
 
 def _check_same_request(
@@ -710,21 +1101,127 @@ def _mark_started(
     record.updated_at = now
 
 
+async def _free_transaction_id_16(session: AsyncSession, station_id: str) -> int:
+    """A random 1.6 transaction id this station has not used yet.
+
+    Checked before use rather than by a failed commit: a rollback would also
+    undo the rest of the message's transaction. Two starts racing for the same
+    random id (one chance in 2**31) still meet the unique constraint.
+    """
+    for _ in range(_TRANSACTION_ID_ATTEMPTS):
+        candidate = new_transaction_id_16()
+        taken = await session.scalar(
+            select(ChargeDetailRecord.id).where(
+                ChargeDetailRecord.station_id == station_id,
+                ChargeDetailRecord.transaction_id == str(candidate),
+            )
+        )
+        if taken is None:
+            return candidate
+    raise RuntimeError("no free transaction id after several attempts")
+
+
+async def _seen_sequence_number(
+    session: AsyncSession, station_id: str, transaction_id: str, seq_no: int
+) -> bool:
+    """Whether this 2.0.1 event was applied already: its business key is
+    (station, transactionId, seqNo), whatever its message id."""
+    found = await session.scalar(
+        select(TransactionMessage.id).where(
+            TransactionMessage.station_id == station_id,
+            TransactionMessage.transaction_id == transaction_id,
+            TransactionMessage.seq_no == seq_no,
+            TransactionMessage.duplicate.is_(False),
+        )
+    )
+    return found is not None
+
+
+async def _flag_sequence_gap(
+    session: AsyncSession,
+    record: ChargeDetailRecord,
+    station_id: str,
+    transaction_id: str,
+) -> None:
+    """Flag the record ``sequence_gap`` while the journal lacks some of the
+    sequence numbers 0..highest of its transaction; unflag it once filled."""
+    numbers_seen, highest = (
+        await session.execute(
+            select(
+                func.count(distinct(TransactionMessage.seq_no)),
+                func.max(TransactionMessage.seq_no),
+            ).where(
+                TransactionMessage.station_id == station_id,
+                TransactionMessage.transaction_id == transaction_id,
+                TransactionMessage.duplicate.is_(False),
+            )
+        )
+    ).one()
+    if has_sequence_gap(numbers_seen=int(numbers_seen), highest=highest):
+        _add_flags(record, "sequence_gap")
+    else:
+        _remove_flags(record, "sequence_gap")
+
+
+def _transaction_key_16(transaction_id: int) -> str:
+    # 1.6 ids are ours and small; one a station made up is cut to the column.
+    return str(transaction_id)[:36]
+
+
+def _storable_connector(value: int) -> int:
+    # An id no column holds is kept in the journal only; 0 stands for unknown.
+    return value if 0 <= value <= MAX_CONNECTOR_ID else 0
+
+
+def _time_flags(moment: datetime, received: Received) -> list[str]:
+    if is_plausible_time(moment, received_at=received.received_at):
+        return []
+    return ["implausible_time"]
+
+
+def _add_flags(record: ChargeDetailRecord, *flags: str) -> None:
+    # A new list, so that the JSON column is seen as changed.
+    record.flags = [*record.flags, *(f for f in flags if f not in record.flags)]
+
+
+def _remove_flags(record: ChargeDetailRecord, *flags: str) -> None:
+    if any(flag in record.flags for flag in flags):
+        record.flags = [f for f in record.flags if f not in flags]
+
+
+def _awaits_stop(record: ChargeDetailRecord) -> bool:
+    """Whether a stop would still change the record: it is running, or it was
+    closed without the station's stop (offline, or superseded on its connector)."""
+    if record.state != CdrState.FINISHED.value:
+        return True
+    return bool(_STOP_MISSING_FLAGS & set(record.flags))
+
+
 def _apply_reading(
-    record: ChargeDetailRecord, wh: int, at: datetime, *, now: datetime
+    record: ChargeDetailRecord, reading: EnergyReading, *, received_at: datetime
 ) -> None:
     # A finished charge's meter is its stop meter: a reading delivered after the
     # stop (queued while offline, retried) changes nothing.
-    if record.state == CdrState.FINISHED.value:
+    if not _awaits_stop(record) or record.state == CdrState.FAILED.value:
         return
+    # A station clock that cannot be right orders nothing: the reading counts
+    # as taken when it arrived.
+    at = reading.timestamp
+    if not is_plausible_time(at, received_at=received_at):
+        at = received_at
     # Only a newer reading moves the meter: a late or repeated one counts nothing.
     if record.last_meter_at is not None and at < record.last_meter_at:
         return
-    record.meter_last_wh = wh
+    # A register never runs backwards; a newer but lower value is kept in the
+    # journal and flagged here, and does not lower the energy.
+    if record.meter_last_wh is not None and reading.wh < record.meter_last_wh:
+        _add_flags(record, "meter_went_backwards")
+        return
+    record.meter_last_wh = reading.wh
     record.last_meter_at = at
     if record.meter_start_wh is not None:
-        record.energy_wh = max(0, wh - record.meter_start_wh)
-    record.updated_at = now
+        record.energy_wh = max(0, reading.wh - record.meter_start_wh)
+    record.updated_at = received_at
 
 
 def _finish(
@@ -738,11 +1235,18 @@ def _finish(
     record.state = CdrState.FINISHED.value
     record.meter_stop_wh = meter_stop
     if meter_stop is not None:
+        floor = max(
+            (m for m in (record.meter_start_wh, record.meter_last_wh) if m is not None),
+            default=None,
+        )
+        if floor is not None and meter_stop < floor:
+            _add_flags(record, "meter_went_backwards")
         record.meter_last_wh = meter_stop
         if record.meter_start_wh is not None:
-            if meter_stop < record.meter_start_wh:
-                record.flags = [*record.flags, "meter_went_backwards"]
             record.energy_wh = max(0, meter_stop - record.meter_start_wh)
     record.stopped_at = stopped_at
     record.stop_reason = reason
     record.updated_at = now
+    # The station's own stop arrived: nothing of the charge is missing any
+    # more but what the sequence numbers say (2.0.1).
+    _remove_flags(record, *_STOP_MISSING_FLAGS, "incomplete")

@@ -21,6 +21,10 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     SQLite runs in WAL mode with foreign keys on and a busy timeout, so that the
     gateway and the HTTP API can write at the same time without "database is
     locked" errors. The folder of an SQLite file is created when missing.
+
+    PostgreSQL connections run with ``synchronous_commit=on`` whatever the
+    server's default: a commit returns only once it is on disk, so that what a
+    station was told is stored survives a crash of the server (ADR 0006).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -33,6 +37,12 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 10)
     options.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = dict(options.pop("connect_args", {}))
+        server_settings = dict(connect_args.get("server_settings", {}))
+        server_settings["synchronous_commit"] = "on"
+        connect_args["server_settings"] = server_settings
+        options["connect_args"] = connect_args
     return create_async_engine(url, **options)
 
 

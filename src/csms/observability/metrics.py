@@ -155,15 +155,10 @@ async def refresh_gauges(
 ) -> None:
     """Read the fleet-wide gauges: two indexed aggregate queries and the registry."""
     async with sessionmaker() as session:
-        by_state = dict(
-            (
-                await session.execute(
-                    select(Station.state, func.count()).group_by(Station.state)
-                )
-            )
-            .tuples()
-            .all()
+        rows = await session.execute(
+            select(Station.state, func.count()).group_by(Station.state)
         )
+        by_state = {row[0]: row[1] for row in rows}
         open_charges = await session.scalar(
             select(func.count())
             .select_from(ChargeDetailRecord)

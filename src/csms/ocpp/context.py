@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from csms.charging.journal import Received
 from csms.clock import Clock
 from csms.ocpp.framing import OcppVersion
 from csms.stations.service import StationService
@@ -41,6 +42,17 @@ class HandlerContext:
     link: StationLink
     services: Services
     log: structlog.typing.FilteringBoundLogger
+    # The CALL's message id: kept with what a transaction message did.
+    message_id: str = ""
+
+    def received(self, payload: dict[str, Any]) -> Received:
+        """The message being handled, as the journal keeps it."""
+        return Received(
+            message_id=self.message_id,
+            version=self.link.version,
+            payload=payload,
+            received_at=self.services.clock.now(),
+        )
 
 
 Handler = Callable[[HandlerContext, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -15,7 +15,6 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,8 +25,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from csms.db.health import DatabaseHealth, is_transient
 from csms.errors import StationNotFound
 from csms.logs import mask_tokens
+from csms.observability.metrics import Metrics
 from csms.ocpp import v16, v201
 from csms.ocpp.calls import CallTimeout, OutgoingCalls, StationNotConnected
 from csms.ocpp.context import (
@@ -46,11 +47,12 @@ from csms.ocpp.framing import (
     error_code,
     parse_frame,
 )
+from csms.ocpp.last_seen import LastSeenBatch
+from csms.ocpp.limits import FlapDetector, MessageRateLimiter, RateVerdict
 from csms.ocpp.liveness import DueActions, LivenessMonitor, LivenessPolicy
 from csms.ocpp.registry import ConnectionRegistry
 from csms.ocpp.throttle import AuthThrottle
 from csms.ocpp.validation import SchemaViolation, get_validator
-from csms.observability.metrics import Metrics
 from csms.security.tls import build_mtls_context, build_tls_context, common_name_of
 from csms.settings import Settings
 from csms.stations.credentials import parse_basic_auth, verify_password
@@ -69,6 +71,9 @@ ROUTES: dict[OcppVersion, Routes] = {
 # (section 4.2.1) says the same in prose; its closest error code is SecurityError.
 PRE_BOOT_ACTIONS = frozenset({"BootNotification"})
 CLOSE_REPLACED = 4000
+CLOSE_POLICY_VIOLATION = 1008
+# Our database failed: the station should reconnect later and resend.
+CLOSE_TRY_AGAIN = 1011
 
 # What runs after a station's connection is established: (station id, version).
 ConnectedHook = Callable[[str, OcppVersion], Awaitable[None]]
@@ -79,6 +84,7 @@ class StationConnection:
     socket: ServerConnection
     link: StationLink
     log: structlog.typing.FilteringBoundLogger
+    rate: MessageRateLimiter
     calls: OutgoingCalls = field(default_factory=OutgoingCalls)
 
 
@@ -91,6 +97,7 @@ class Gateway:
         throttle: AuthThrottle | None = None,
         metrics: Metrics | None = None,
         on_connected: ConnectedHook | None = None,
+        database: DatabaseHealth | None = None,
     ) -> None:
         self._settings = settings
         # Run as a tracked task for each new connection (charging's resync).
@@ -101,6 +108,10 @@ class Gateway:
         self._throttle = throttle or AuthThrottle(clock=services.clock)
         self._metrics = metrics or Metrics()
         self._registry: ConnectionRegistry[StationConnection] = ConnectionRegistry()
+        self._flaps = FlapDetector(
+            threshold=settings.flap_threshold,
+            window=settings.flap_window.total_seconds(),
+        )
         self._monitor = LivenessMonitor(
             LivenessPolicy(
                 heartbeat_window=settings.heartbeat_window.total_seconds(),
@@ -114,7 +125,12 @@ class Gateway:
         self._link_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._seen: dict[str, datetime] = {}
+        self._seen = LastSeenBatch()
+        # While the database is down nothing a station says could be stored:
+        # live links are closed and new ones refused until it answers again.
+        self._database = database
+        if database is not None:
+            database.on_unavailable(self._close_all_for_outage)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._tls_server: Server | None = None
@@ -276,6 +292,10 @@ class Gateway:
                 HTTPStatus.BAD_REQUEST,
                 "Offer the WebSocket subprotocol ocpp2.0.1 or ocpp1.6.",
             )
+        # Before anything touches the database: a reconnect storm during an
+        # outage costs nothing but this answer.
+        if self._database is not None and not self._database.available:
+            return _refuse_unavailable(socket)
 
         # Slow down whoever failed recently, before looking at the password,
         # so that guessing costs time without locking the real station out.
@@ -306,7 +326,19 @@ class Gateway:
                 return await refuse("missing_credentials")
             if credentials.username != station_id:
                 return await refuse("username_mismatch")
-        stored = await self._stations.get_credentials(station_id)
+        try:
+            stored = await self._stations.get_credentials(station_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if self._database is not None:
+                self._database.report_failure(exc)
+            logger.warning(
+                "ocpp.auth.database_unavailable",
+                station_id=station_id,
+                error=type(exc).__name__,
+            )
+            return _refuse_unavailable(socket)
         if stored is None:
             return await refuse("unknown_station", status=HTTPStatus.NOT_FOUND)
 
@@ -395,7 +427,33 @@ class Gateway:
                 state=StationState.UNAVAILABLE,
             ),
             log=log,
+            rate=MessageRateLimiter(
+                rate=self._settings.station_message_rate,
+                burst=self._settings.station_message_burst,
+                patience=self._settings.station_flood_patience,
+                now=time.monotonic(),
+            ),
         )
+
+        if self._flaps.connected(station_id, now=self._clock.monotonic()):
+            log.warning(
+                "ocpp.connection.flapping",
+                source_address=address,
+                security_event=True,
+            )
+            self._spawn(
+                self._stations.record_event(
+                    station_id,
+                    "flapping_connection",
+                    security=True,
+                    source_address=address,
+                    details={
+                        "connections": self._settings.flap_threshold,
+                        "window_seconds": self._settings.flap_window.total_seconds(),
+                    },
+                ),
+                name=f"flap-event-{station_id}",
+            )
 
         # The newest authenticated connection wins; the old one is closed.
         previous = self._registry.register(station_id, connection)
@@ -444,13 +502,37 @@ class Gateway:
         station_id = connection.link.station_id
         try:
             async for raw in socket:
-                self._monitor.seen(station_id, now=self._clock.monotonic())
+                now = self._clock.monotonic()
+                self._monitor.seen(station_id, now=now)
                 self._seen[station_id] = self._clock.now()
+                # Real time, not the injected clock: this limits real throughput.
+                decision = connection.rate.admit(now=time.monotonic())
+                if decision.verdict is RateVerdict.DISCONNECT:
+                    await self._disconnect_flooding(connection)
+                    return
+                if decision.verdict is RateVerdict.SLOW_DOWN:
+                    # Not reading meanwhile: TCP slows this station alone.
+                    await asyncio.sleep(decision.wait)
                 reply = await self.handle_frame(connection, raw)
                 if reply is not None:
                     await socket.send(reply)
         except ConnectionClosed:
             pass
+
+    async def _disconnect_flooding(self, connection: StationConnection) -> None:
+        station_id = connection.link.station_id
+        address = _address_of(connection.socket)
+        connection.log.warning(
+            "ocpp.station.flooding", source_address=address, security_event=True
+        )
+        await self._stations.record_event(
+            station_id,
+            "message_flood",
+            security=True,
+            source_address=address,
+            details={"rate": self._settings.station_message_rate},
+        )
+        await connection.socket.close(CLOSE_POLICY_VIOLATION, "too many messages")
 
     async def _close_link(self, connection: StationConnection) -> None:
         station_id = connection.link.station_id
@@ -466,6 +548,20 @@ class Gateway:
             try:
                 outcome = await self._stations.mark_offline(station_id)
             except StationNotFound:
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # TODO: the station stays marked online until it reconnects or
+                # the CSMS restarts: an outage loses this offline mark.
+                if self._database is not None:
+                    self._database.report_failure(exc)
+                connection.log.warning(
+                    "ocpp.connection.closed",
+                    code=connection.socket.close_code,
+                    offline_not_stored=True,
+                    error=type(exc).__name__,
+                )
                 return
         connection.log.info(
             "ocpp.connection.closed",
@@ -497,7 +593,9 @@ class Gateway:
             )
         return None
 
-    async def _handle_call(self, connection: StationConnection, call: Call) -> str:
+    async def _handle_call(
+        self, connection: StationConnection, call: Call
+    ) -> str | None:
         link = connection.link
         log = connection.log.bind(message_id=call.message_id, action=call.action)
 
@@ -542,17 +640,44 @@ class Gateway:
             )
 
         log.debug("ocpp.call.received", payload=mask_tokens(call.payload))
-        context = HandlerContext(link=link, services=self._services, log=log)
+        context = HandlerContext(
+            link=link, services=self._services, log=log, message_id=call.message_id
+        )
         try:
             response = await handler(context, call.payload)
-        except Exception:
-            log.exception("ocpp.call.failed")
-            return refuse(ErrorKind.INTERNAL_ERROR, "The CSMS could not handle it.")
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("ocpp.call.failed")
+                return refuse(ErrorKind.INTERNAL_ERROR, "The CSMS could not handle it.")
+            # Our database failed, and it will pass. No CALLERROR: a station
+            # counts it as a failed attempt and, after a few, discards a
+            # transaction message. Closing makes it resend after reconnecting.
+            log.warning("ocpp.call.database_unavailable", error=type(exc).__name__)
+            if self._database is not None:
+                self._database.report_failure(exc)
+            self._close_try_again(connection)
+            return None
         self._monitor.set_charging(link.station_id, link.state is StationState.CHARGING)
         self._metrics.observe_ocpp_call(
             call.action, "result", time.perf_counter() - received
         )
         return encode_result(call.message_id, response)
+
+    def _close_try_again(self, connection: StationConnection) -> None:
+        self._spawn(
+            connection.socket.close(CLOSE_TRY_AGAIN, "try again"),
+            name=f"close-try-again-{connection.link.station_id}",
+        )
+
+    def _close_all_for_outage(self) -> None:
+        """Close every station's link: the database is down, and what they send
+        could not be stored. They reconnect once it is back (503 until then)."""
+        station_ids = self._registry.station_ids()
+        logger.warning("ocpp.gateway.closing_for_outage", stations=len(station_ids))
+        for station_id in station_ids:
+            connection = self._registry.get(station_id)
+            if connection is not None:
+                self._close_try_again(connection)
 
     # -- liveness ----------------------------------------------------------------
 
@@ -601,16 +726,26 @@ class Gateway:
 
     async def flush_last_seen(self) -> None:
         """Write last-seen times in one batch: never one UPDATE per heartbeat."""
-        if not self._seen:
+        if not len(self._seen):
             return
-        batch, self._seen = self._seen, {}
+        batch = self._seen.take()
         try:
             await self._stations.record_last_seen(batch)
-        except Exception:
-            logger.exception("ocpp.liveness.flush_failed", stations=len(batch))
-            # Keep the newest of what was lost and what arrived since.
-            for station_id, seen_at in batch.items():
-                self._seen.setdefault(station_id, seen_at)
+        except Exception as exc:
+            # Keep the newest of what was lost and what arrived since; the
+            # batch is bounded, so a long outage drops the oldest instead.
+            self._seen.restore(batch)
+            if not is_transient(exc):
+                logger.exception("ocpp.liveness.flush_failed", stations=len(batch))
+                return
+            if self._database is not None:
+                self._database.report_failure(exc)
+            logger.warning(
+                "ocpp.liveness.flush_postponed",
+                stations=len(batch),
+                error=type(exc).__name__,
+                dropped_total=self._seen.dropped,
+            )
 
     async def _watch_liveness(self) -> None:
         interval = self._settings.liveness_check_interval.total_seconds()
@@ -679,6 +814,16 @@ def _address_of(socket: ServerConnection) -> str:
 
 def _refuse(socket: ServerConnection, status: HTTPStatus, reason: str) -> Response:
     return socket.respond(status, reason + "\n")
+
+
+def _refuse_unavailable(socket: ServerConnection) -> Response:
+    response = _refuse(
+        socket,
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The CSMS cannot store what stations send just now; try again later.",
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 __all__ = ["CallTimeout", "Gateway", "StationConnection", "StationNotConnected"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from csms.charging.meter import parse_timestamp
 from csms.customers.service import AuthorizationStatus
+from csms.ocpp import v201
 from csms.ocpp.context import HandlerContext, Routes, format_time
 from csms.stations.service import BootInfo
 
@@ -87,6 +88,7 @@ async def on_start_transaction(
         id_tag=payload["idTag"],
         meter_start=payload["meterStart"],
         timestamp=parse_timestamp(payload["timestamp"]),
+        received=ctx.received(payload),
     )
     return {
         "transactionId": outcome.transaction_id,
@@ -101,6 +103,7 @@ async def on_meter_values(
         ctx.link.station_id,
         transaction_id=payload.get("transactionId"),
         meter_values=payload["meterValue"],
+        received=ctx.received(payload),
     )
     return {}
 
@@ -108,18 +111,20 @@ async def on_meter_values(
 async def on_stop_transaction(
     ctx: HandlerContext, payload: dict[str, Any]
 ) -> dict[str, Any]:
-    await ctx.services.charging.stop_transaction_16(
+    # Acknowledged whatever it says (a repeat, an unknown transaction): a
+    # station discards a stop it cannot deliver, and the charge with it.
+    status = await ctx.services.charging.stop_transaction_16(
         ctx.link.station_id,
         transaction_id=payload["transactionId"],
         meter_stop=payload["meterStop"],
         timestamp=parse_timestamp(payload["timestamp"]),
         reason=payload.get("reason"),
+        id_tag=payload.get("idTag"),
         transaction_data=payload.get("transactionData"),
+        received=ctx.received(payload),
     )
-    id_tag = payload.get("idTag")
-    if id_tag is None:
+    if status is None:
         return {}
-    status = await ctx.services.charging.authorize(id_tag)
     return {"idTagInfo": {"status": _ID_TAG_STATUS[status]}}
 
 
@@ -142,6 +147,8 @@ ROUTES: Routes = {
     "StartTransaction": on_start_transaction,
     "MeterValues": on_meter_values,
     "StopTransaction": on_stop_transaction,
+    # The 1.6 security extension's notification has the 2.0.1 shape.
+    "SecurityEventNotification": v201.on_security_event,
     "DataTransfer": on_data_transfer,
     "DiagnosticsStatusNotification": acknowledge,
     "FirmwareStatusNotification": acknowledge,

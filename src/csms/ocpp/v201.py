@@ -71,7 +71,7 @@ async def on_transaction_event(
     ctx: HandlerContext, payload: dict[str, Any]
 ) -> dict[str, Any]:
     status = await ctx.services.charging.transaction_event_201(
-        ctx.link.station_id, payload
+        ctx.link.station_id, payload, received=ctx.received(payload)
     )
     # idTokenInfo answers an event that carried an idToken (E03.FR.01, E05.FR.01).
     if status is None:

@@ -26,6 +26,7 @@ DEMO_STATIONS = (
     ("DEMO-OST", "Ostbahnhof", 52.5105, 13.4346, V16),
 )
 CUSTOMER = {"email": "dana@example.com", "password": "demo-password-1", "name": "Dana"}
+DEMO_OPERATOR = "operator@example.com"
 
 
 class _Steps:
@@ -80,6 +81,7 @@ async def run_demo(
             )
             await _journey(http, steps)
             if keep_running:
+                await _show_the_browser_way(csms, base, steps)
                 steps.step("Still running — press Ctrl-C to stop")
                 await asyncio.Event().wait()
     finally:
@@ -159,6 +161,18 @@ async def _journey(http: httpx.AsyncClient, steps: _Steps) -> None:
             f"{item['id']}  {item['station_id']}  {item['state']}  "
             f"{item['energy_kwh']} kWh"
         )
+
+
+async def _show_the_browser_way(csms: Csms, base: str, steps: _Steps) -> None:
+    """Print where to charge from a browser and watch it as the operator."""
+    token = await csms.operators.add(DEMO_OPERATOR)
+    steps.step("Now try it in a browser")
+    steps.say(f"customer app:  {base}/")
+    steps.say(f"   log in as {CUSTOMER['email']} / {CUSTOMER['password']}, or register")
+    steps.say("   search near 52.52, 13.41 and start a charge")
+    steps.say(f"operator page: {base}/operator")
+    steps.say(f"   operator token (shown once): {token}")
+    steps.say(f"metrics:       {base}/metrics")
 
 
 def _remove_demo_database() -> None:

@@ -53,7 +53,7 @@ class ReconnectingLink:
         """Try to connect again; False when the CSMS cannot be reached."""
         try:
             socket = await self._connect()
-        except (OSError, TimeoutError, websockets.InvalidHandshake):
+        except (OSError, TimeoutError, websockets.InvalidHandshake, EOFError):
             return False
         self._attach(socket)
         return True
@@ -118,8 +118,11 @@ class ReconnectingLink:
             except websockets.ConnectionClosed:
                 self._detach(socket)
 
-    async def while_up(self, work: Awaitable[_T]) -> _T:
-        """Await ``work``; raise :class:`LinkDown` if the link drops first.
+    async def while_up(
+        self, work: Awaitable[_T], *, timeout: float | None = None
+    ) -> _T:
+        """Await ``work``; raise :class:`LinkDown` if the link drops first, and
+        TimeoutError if ``timeout`` seconds pass first.
 
         An answer can only come back on the socket its request went out on, so
         waiting past that socket's end would only delay the resend.
@@ -131,7 +134,9 @@ class ReconnectingLink:
         task: asyncio.Future[Any] = asyncio.ensure_future(work)
         down: asyncio.Future[Any] = asyncio.ensure_future(self._down.wait())
         try:
-            await asyncio.wait({task, down}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {task, down}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         except asyncio.CancelledError:
             task.cancel()
             raise
@@ -142,6 +147,8 @@ class ReconnectingLink:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+        if not down.done():
+            raise TimeoutError(f"no answer within {timeout} s")
         raise LinkDown("the link to the CSMS dropped while waiting for an answer")
 
 

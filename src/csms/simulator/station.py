@@ -23,7 +23,7 @@ import functools
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -241,7 +241,8 @@ class _Charging:
                 self._emit("resent", action=type(payload).__name__)
             try:
                 answer = await self.link.while_up(
-                    self.call(payload, suppress=False, unique_id=message.unique_id)
+                    self.call(payload, suppress=False, unique_id=message.unique_id),
+                    timeout=self.options.resend_timeout,
                 )
             except (LinkDown, TimeoutError, websockets.ConnectionClosed):
                 # Unanswered: sent again, on this link after the timeout or on
@@ -288,9 +289,7 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
     def __init__(
         self, station_id: str, connection: ReconnectingLink, options: SimulatorOptions
     ):
-        super().__init__(
-            station_id, connection, response_timeout=options.resend_timeout
-        )
+        super().__init__(station_id, connection, response_timeout=30)
         self._init_charging(connection, options)
 
     async def boot(self) -> int:
@@ -315,8 +314,9 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
         self._emit("status", connector_id=connector_id, status=status)
 
     async def send_statuses(self) -> None:
-        for connector_id, status in sorted(self.connector_status.items()):
-            await self.status(connector_id, status)
+        # Read each status when it is sent: a charge may change one meanwhile.
+        for connector_id in sorted(self.connector_status):
+            await self.status(connector_id, self.connector_status[connector_id])
 
     async def heartbeat(self) -> None:
         await self._try_call(call16.Heartbeat())
@@ -501,9 +501,7 @@ class SimulatedStation201(_Charging, ChargePoint201):  # type: ignore[misc]
     def __init__(
         self, station_id: str, connection: ReconnectingLink, options: SimulatorOptions
     ):
-        super().__init__(
-            station_id, connection, response_timeout=options.resend_timeout
-        )
+        super().__init__(station_id, connection, response_timeout=30)
         self._init_charging(connection, options)
 
     async def boot(self) -> int:
@@ -534,8 +532,8 @@ class SimulatedStation201(_Charging, ChargePoint201):  # type: ignore[misc]
         self._emit("status", evse_id=evse_id, status=status)
 
     async def send_statuses(self) -> None:
-        for evse_id, status in sorted(self.connector_status.items()):
-            await self.status(evse_id, status)
+        for evse_id in sorted(self.connector_status):
+            await self.status(evse_id, self.connector_status[evse_id])
 
     async def heartbeat(self) -> None:
         await self._try_call(call201.Heartbeat())
@@ -772,7 +770,8 @@ async def run_station(
 ) -> Any:
     """Connect a simulated station, boot it, keep it heartbeating and connected;
     yield it. The first connection's failure is raised; later ones are retried."""
-    options = options or SimulatorOptions()
+    # Its own copy: a test may change one station's options as it runs.
+    options = replace(options) if options else SimulatorOptions()
     credentials = base64.b64encode(f"{station_id}:{password}".encode()).decode()
     link = ReconnectingLink(
         functools.partial(

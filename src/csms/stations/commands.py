@@ -5,14 +5,12 @@ Each command is one OCPP call through the gateway that holds the station's
 socket (the same path as remote start and stop), shaped for the station's
 version:
 
-=================== ================================== ===========================
-command             OCPP 1.6                           OCPP 2.0.1
-=================== ================================== ===========================
-reset               Reset ``{type: Soft|Hard}``        Reset ``{type: OnIdle|Immediate}``
-unlock a connector  UnlockConnector ``{connectorId}``  UnlockConnector ``{evseId, connectorId}``
-availability        ChangeAvailability                 ChangeAvailability
-                    ``{connectorId (0 = all), type}``  ``{operationalStatus, evse?}``
-=================== ================================== ===========================
+- reset: 1.6 Reset ``{type: Soft|Hard}``; 2.0.1 Reset ``{type: OnIdle|Immediate}``
+  (B11, B12);
+- unlock a connector: 1.6 UnlockConnector ``{connectorId}``; 2.0.1
+  UnlockConnector ``{evseId, connectorId}`` (F05);
+- availability: 1.6 ChangeAvailability ``{connectorId (0: the whole station),
+  type}``; 2.0.1 ChangeAvailability ``{operationalStatus, evse?}`` (G03).
 
 What the station answers (Accepted, Rejected, Scheduled, Unlocked …) is an
 ordinary outcome, returned as it came. A station that is offline, does not

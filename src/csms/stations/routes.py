@@ -17,11 +17,11 @@ from csms.stations.schemas import (
     PasswordChange,
     PasswordOut,
     ResetRequest,
-    StationEventOut,
     StationBulkCreate,
     StationBulkCreated,
     StationCreate,
     StationCreated,
+    StationEventOut,
     StationOut,
     StationPage,
 )

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from csms.stations.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from csms.stations.commands import Availability, ResetKind
+from csms.stations.credentials import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from csms.stations.models import (
     HIGHEST_SECURITY_PROFILE,
     LOWEST_SECURITY_PROFILE,

@@ -241,6 +241,9 @@ class StationService:
     async def mark_connected(
         self, station_id: str, *, ocpp_version: str
     ) -> LinkOutcome:
+        # TODO: one durable transaction per connect; in a reconnect storm of
+        # thousands these queue behind the pool and time out. Group commits
+        # (many links in one transaction) would make a storm cost a few commits.
         async with self._sessionmaker() as session:
             station = await _lock_station(session, station_id)
             before = _visible_state(station)

@@ -90,8 +90,9 @@ async def operator_events(
     """
 
     async def stream() -> AsyncIterator[bytes]:
-        yield f"retry: {RECONNECT_MILLISECONDS}\n: connected\n\n".encode()
         async with services.events.subscription(idle=KEEPALIVE_SECONDS) as events:
+            # Subscribed before this first line: whoever read it misses nothing.
+            yield f"retry: {RECONNECT_MILLISECONDS}\n: connected\n\n".encode()
             async for event in events:
                 if event is None:
                     yield b": keep-alive\n\n"

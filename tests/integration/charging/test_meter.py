@@ -4,6 +4,7 @@ Charging while it charges."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,6 +115,8 @@ async def test_a_meter_reading_updates_energy_last_meter_and_its_time(
     ) as simulated:
         started = await _started_charge(customer, station)
         read_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+        # The station learns its transaction id when it reads the CSMS answer.
+        await asyncio.wait_for(simulated.started.wait(), 10)
         charge = simulated.charges[started["connector_id"]]
         await _send_energy(simulated, charge, wh=1234, at=read_at)
 
@@ -140,6 +143,8 @@ async def test_a_late_older_reading_does_not_move_the_meter_backwards(
     ) as simulated:
         started = await _started_charge(customer, station)
         newer = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+        # The station learns its transaction id when it reads the CSMS answer.
+        await asyncio.wait_for(simulated.started.wait(), 10)
         charge = simulated.charges[started["connector_id"]]
         await _send_energy(simulated, charge, wh=2000, at=newer)
         await _send_energy(
@@ -169,6 +174,8 @@ async def test_a_late_reading_after_the_stop_leaves_the_final_meter_alone(
         ocpp_url, station.station_id, station.password, version=version, options=QUIET
     ) as simulated:
         started = await _started_charge(customer, station)
+        # The station learns its transaction id when it reads the CSMS answer.
+        await asyncio.wait_for(simulated.started.wait(), 10)
         charge = simulated.charges[started["connector_id"]]
         now = datetime.now(UTC).replace(microsecond=0)
         await _send_energy(simulated, charge, wh=1000, at=now - timedelta(minutes=2))

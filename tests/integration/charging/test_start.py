@@ -129,6 +129,8 @@ async def test_the_record_starts_with_the_stations_transaction_id(
             customer, car_id=car_id, station_id=station.station_id
         )
         started = await wait_for_session(customer, record["id"], state="Started")
+        # The station learns its transaction id when it reads the CSMS answer.
+        await asyncio.wait_for(simulated.started.wait(), 10)
         charge = simulated.charges[started["connector_id"]]
 
     assert started["transaction_id"] == str(charge.transaction_id)

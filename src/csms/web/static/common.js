@@ -192,9 +192,9 @@ const Csms = (() => {
   }
 
   // -- the map ------------------------------------------------------------------
+  // TODO: no streets under the stations; map tiles would need the pages'
+  // Content-Security-Policy opened to a tile server.
 
-  const WIDTH = 640;
-  const HEIGHT = 400;
   const KM_PER_DEGREE = 111.32;
   const STATE_COLOURS = {
     Available: "#1a8f4c", Charging: "#1f6fd1", Unavailable: "#7b8794", offline: "#c2570c",
@@ -204,6 +204,9 @@ const Csms = (() => {
   // into an <svg>, placed by an equirectangular projection around their centre:
   // right relative to each other at city scale, with a scale bar in km.
   function drawMap(node, { points = [], here = null, chosen = null, onChoose = null } = {}) {
+    // The drawing's size in user units: the page's CSS scales it, text with it.
+    const WIDTH = Number(node.dataset.width || 640);
+    const HEIGHT = Number(node.dataset.height || 400);
     node.replaceChildren();
     node.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
     const all = [...points, ...(here ? [here] : [])];
@@ -221,7 +224,7 @@ const Csms = (() => {
     let [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
     const spanX = Math.max(maxX - minX, minSpan);
     const spanY = Math.max(maxY - minY, minSpan);
-    const margin = 48;
+    const margin = 40;
     const scale = Math.min((WIDTH - 2 * margin) / spanX, (HEIGHT - 2 * margin) / spanY);
     const centreX = (minX + maxX) / 2;
     const centreY = (minY + maxY) / 2;
@@ -256,13 +259,16 @@ const Csms = (() => {
     }
     for (const point of points) {
       const [x, y] = project(point);
+      // Labels go left of the dot near the right edge, so they stay inside.
+      const leftwards = x > WIDTH * 0.7;
       const colour = STATE_COLOURS[point.offline ? "offline" : point.state] || STATE_COLOURS.Unavailable;
       const group = svg("g", {
         class: `station${point.id === chosen ? " chosen" : ""}`,
         "data-station": point.id, tabindex: onChoose ? 0 : null, role: onChoose ? "button" : null,
       },
       svg("circle", { cx: x, cy: y, r: 9, fill: colour }),
-      svg("text", { x: x + 12, y: y + 4 }, point.label || point.id),
+      svg("text", { x: leftwards ? x - 12 : x + 12, y: y + 4, "text-anchor": leftwards ? "end" : "start" },
+        point.label || point.id),
       svg("title", {}, `${point.label || point.id}: ${point.offline ? "offline while charging" : point.state}`));
       if (onChoose) {
         group.addEventListener("click", () => onChoose(point.id));
@@ -272,13 +278,16 @@ const Csms = (() => {
       }
       node.append(group);
     }
+    // A legend of the states on this map only, top left.
+    const shown = new Set(points.map((p) => (p.offline ? "offline" : p.state)));
     const legend = svg("g", { class: "legend" });
-    let legendX = WIDTH - 16;
-    for (const [state, colour] of Object.entries(STATE_COLOURS).reverse()) {
+    let legendX = 16;
+    for (const [state, colour] of Object.entries(STATE_COLOURS)) {
+      if (!shown.has(state)) continue;
       const label = state === "offline" ? "offline, charging" : state;
-      legendX -= label.length * 6.5 + 22;
-      legend.append(svg("circle", { cx: legendX, cy: HEIGHT - 20, r: 5, fill: colour }),
-        svg("text", { x: legendX + 8, y: HEIGHT - 16 }, label));
+      legend.append(svg("circle", { cx: legendX + 5, cy: 18, r: 5, fill: colour }),
+        svg("text", { x: legendX + 14, y: 22 }, label));
+      legendX += label.length * 7 + 30;
     }
     node.append(legend);
   }

@@ -7,6 +7,8 @@
   const TOKEN_KEY = "csms.customer.token";
   const CHARGE_KEY = "csms.customer.charge";
   const FREE_STATUSES = new Set(["Available", "Preparing"]);
+  // TODO: the live charge polls once a second; a customer event stream would
+  // save one request a second per open page.
   const POLL_MS = 1000;
   const NEARBY_REFRESH_MS = 10000;
   const STATE_WORDS = {
@@ -48,8 +50,8 @@
       section.hidden = section.id !== `view-${view}`;
     }
     for (const button of document.querySelectorAll("#nav button")) {
-      button.toggleAttribute("aria-current", button.dataset.view === view);
       if (button.dataset.view === view) button.setAttribute("aria-current", "page");
+      else button.removeAttribute("aria-current");
     }
     $("#nav").hidden = !state.token;
     const load = { cars: loadCars, records: loadRecords, account: loadAccount, charge: watchCharge };
@@ -363,17 +365,9 @@
     const end = record.stopped_at ? new Date(record.stopped_at) : new Date();
     const seconds = record.started_at ? (end - new Date(record.started_at)) / 1000 : 0;
     $("#charge-duration").textContent = duration(seconds);
-    $("#charge-power").textContent = power(record);
     $("#stop-button").hidden = record.state !== "Started";
     $("#stop-button").disabled = false;
     $("#stop-button").textContent = "Stop charging";
-  }
-
-  // Average power over the charge so far, from the station's own meter times.
-  function power(record) {
-    if (!record.energy_wh || !record.started_at || !record.last_meter_at) return "—";
-    const hours = (new Date(record.last_meter_at) - new Date(record.started_at)) / 3600000;
-    return hours > 0 ? (record.energy_wh / 1000 / hours).toFixed(1) : "—";
   }
 
   $("#stop-button").addEventListener("click", async () => {

@@ -1,21 +1,21 @@
-"""Fault tests: a CSMS whose resync runs within a fraction of a second, and the
+"""For the fault tests: a CSMS whose resync runs within a fraction of a second, and the
 checks every fault test ends with — each charge a station performed is stored
 exactly once, with the energy the station's own meter measured."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from csms.app import Csms
 from csms.charging.models import ChargeDetailRecord
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.settings import Settings
-from csms.simulator.station import SimulatorOptions
+from csms.simulator.station import Charge, SimulatorOptions
 
 from support.clock import ManualClock
 
@@ -32,10 +32,8 @@ RESYNC_DELAY = timedelta(seconds=0.05)
 RESYNC_GRACE = timedelta(seconds=0.5)
 
 
-@pytest.fixture
-async def resyncing_csms(
-    settings: Settings, clock: ManualClock
-) -> AsyncIterator[Csms]:
+@contextlib.asynccontextmanager
+async def resyncing(settings: Settings, clock: ManualClock) -> AsyncIterator[Csms]:
     """A CSMS that resyncs a reconnecting station almost at once."""
     app = Csms(
         settings.model_copy(
@@ -60,16 +58,18 @@ class PerformedCharge:
     meter_stop_wh: int
 
 
-def performed(station_id: str, history: Iterable[object]) -> list[PerformedCharge]:
+def performed(station_id: str, history: Iterable[Charge]) -> list[PerformedCharge]:
     charges = []
     for charge in history:
-        assert charge.transaction_id is not None  # type: ignore[attr-defined]
+        assert charge.transaction_id is not None
+        assert charge.meter_start_wh is not None
+        assert charge.meter_stop_wh is not None
         charges.append(
             PerformedCharge(
                 station_id=station_id,
-                transaction_id=str(charge.transaction_id),  # type: ignore[attr-defined]
-                meter_start_wh=charge.meter_start_wh,  # type: ignore[attr-defined]
-                meter_stop_wh=charge.meter_stop_wh,  # type: ignore[attr-defined]
+                transaction_id=str(charge.transaction_id),
+                meter_start_wh=charge.meter_start_wh,
+                meter_stop_wh=charge.meter_stop_wh,
             )
         )
     return charges
@@ -100,16 +100,15 @@ def assert_stored_exactly_once(
     """Every performed charge has one Finished record with its energy; no other."""
     by_key: dict[tuple[str, str | None], list[ChargeDetailRecord]] = {}
     for record in records:
-        by_key.setdefault((record.station_id, record.transaction_id), []).append(
-            record
-        )
+        by_key.setdefault((record.station_id, record.transaction_id), []).append(record)
     for charge in charges:
         found = by_key.get((charge.station_id, charge.transaction_id), [])
         assert len(found) == 1, (charge, found)
         [record] = found
         assert record.state == "Finished", (charge, record.state, record.flags)
-        assert record.meter_start_wh == charge.meter_start_wh, charge
-        assert record.meter_stop_wh == charge.meter_stop_wh, charge
+        stored = (record.meter_start_wh, record.meter_stop_wh, record.flags)
+        assert record.meter_start_wh == charge.meter_start_wh, (charge, stored)
+        assert record.meter_stop_wh == charge.meter_stop_wh, (charge, stored)
         assert record.energy_wh == charge.meter_stop_wh - charge.meter_start_wh
     assert len(records) == len(charges), [
         (r.station_id, r.transaction_id, r.state) for r in records
