@@ -11,18 +11,13 @@ station's StopTransaction / TransactionEvent(Ended) arrives.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from csms.charging.errors import SessionNotStoppable, StationUnavailable
 from csms.charging.models import ChargeDetailRecord
-from csms.charging.service import StationCommands
-from csms.charging.state import CdrState
+from csms.charging.service import StationCommands, request_stop
 from csms.errors import NotFound
-from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
-from csms.ocpp.framing import OcppVersion
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.charging")
 
@@ -58,32 +53,7 @@ class OperatorCharging:
     ) -> ChargeDetailRecord:
         """Ask the station to stop this charge; returns the record as it is now."""
         record = await self.get_record(record_id)
-        if record.state != CdrState.STARTED.value or record.transaction_id is None:
-            raise SessionNotStoppable(
-                f"Only a charge that has started can be stopped; this one is "
-                f"{record.state}."
-            )
-        version = self._commands.version_of(record.station_id)
-        if version is None:
-            raise StationUnavailable(record.station_id)
-        if version is OcppVersion.V16:
-            action = "RemoteStopTransaction"
-            payload: dict[str, Any] = {"transactionId": int(record.transaction_id)}
-        else:
-            action = "RequestStopTransaction"
-            payload = {"transactionId": record.transaction_id}
-        try:
-            answer = await self._commands.call(
-                record.station_id, action, payload, timeout=self._call_timeout
-            )
-        except StationNotConnected as exc:
-            raise StationUnavailable(record.station_id) from exc
-        except (CallTimeout, CallFailed) as exc:
-            raise SessionNotStoppable(
-                "The station did not accept the stop request; try again."
-            ) from exc
-        if answer.get("status") != "Accepted":
-            raise SessionNotStoppable("The station refused to stop the charge.")
+        await request_stop(self._commands, record, timeout=self._call_timeout)
         logger.info(
             "charging.session.stop_requested",
             record_id=record.id,

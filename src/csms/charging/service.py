@@ -240,32 +240,7 @@ class ChargingService:
         self, customer_id: int, record_id: str
     ) -> ChargeDetailRecord:
         record = await self.get_for_customer(customer_id, record_id)
-        if record.state != CdrState.STARTED.value or record.transaction_id is None:
-            raise SessionNotStoppable(
-                "Only a charge that has started can be stopped; "
-                f"this one is {record.state}."
-            )
-        version = self._commands.version_of(record.station_id)
-        if version is None:
-            raise StationUnavailable(record.station_id)
-        if version is OcppVersion.V16:
-            action = "RemoteStopTransaction"
-            payload: dict[str, Any] = {"transactionId": int(record.transaction_id)}
-        else:
-            action = "RequestStopTransaction"
-            payload = {"transactionId": record.transaction_id}
-        try:
-            answer = await self._commands.call(
-                record.station_id, action, payload, timeout=self._call_timeout
-            )
-        except StationNotConnected as exc:
-            raise StationUnavailable(record.station_id) from exc
-        except (CallTimeout, CallFailed) as exc:
-            raise SessionNotStoppable(
-                "The station did not accept the stop request; try again."
-            ) from exc
-        if answer.get("status") != "Accepted":
-            raise SessionNotStoppable("The station refused to stop the charge.")
+        await request_stop(self._commands, record, timeout=self._call_timeout)
         logger.info(
             "charging.session.stop_requested",
             record_id=record.id,
@@ -1050,6 +1025,40 @@ async def _is_resent_16(
         row.message_id == message_id and row.payload == received.payload
         for row in recent
     )
+
+
+async def request_stop(
+    commands: StationCommands, record: ChargeDetailRecord, *, timeout: float
+) -> None:
+    """Ask the station holding ``record``'s transaction to stop it (1.6
+    RemoteStopTransaction, 2.0.1 RequestStopTransaction); raises a domain error
+    a person can read when it cannot or will not."""
+    if record.state != CdrState.STARTED.value or record.transaction_id is None:
+        raise SessionNotStoppable(
+            "Only a charge that has started can be stopped; "
+            f"this one is {record.state}."
+        )
+    version = commands.version_of(record.station_id)
+    if version is None:
+        raise StationUnavailable(record.station_id)
+    if version is OcppVersion.V16:
+        action = "RemoteStopTransaction"
+        payload: dict[str, Any] = {"transactionId": int(record.transaction_id)}
+    else:
+        action = "RequestStopTransaction"
+        payload = {"transactionId": record.transaction_id}
+    try:
+        answer = await commands.call(
+            record.station_id, action, payload, timeout=timeout
+        )
+    except StationNotConnected as exc:
+        raise StationUnavailable(record.station_id) from exc
+    except (CallTimeout, CallFailed) as exc:
+        raise SessionNotStoppable(
+            "The station did not accept the stop request; try again."
+        ) from exc
+    if answer.get("status") != "Accepted":
+        raise SessionNotStoppable("The station refused to stop the charge.")
 
 
 def _check_same_request(
