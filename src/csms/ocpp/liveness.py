@@ -72,7 +72,7 @@ class LivenessMonitor:
             link.ping_sent_at = now
 
     def due(self, *, now: float) -> DueActions:
-        # TODO: a full scan per tick is ~50 ms for the world's fleet in one
+        # TODO: a full scan per tick is ~10 ms for the world's fleet in one
         # process; a timer wheel would make a tick proportional to what is due.
         policy = self._policy
         actions = DueActions()

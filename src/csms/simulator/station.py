@@ -163,6 +163,29 @@ class _Charging:
     async def _send_meter(self, charge: Charge) -> None:
         raise NotImplementedError
 
+    async def _end_charge(self, charge: Charge, *, reason: str) -> None:
+        raise NotImplementedError
+
+    def charge_with(self, transaction_id: object) -> Charge | None:
+        for charge in self.charges.values():
+            if charge.transaction_id == transaction_id:
+                return charge
+        return None
+
+    async def stop_locally(self, connector_id: int = 1) -> None:
+        """The driver ends the charge at the station."""
+        await self._end_charge(self.charges[connector_id], reason="Local")
+
+    async def _stop_metering(self, charge: Charge, *, reason: str) -> bool:
+        """Stop the meter loop; False when the charge is already ending."""
+        if charge.stop_reason is not None:
+            return False
+        charge.stop_reason = reason
+        charge.stopping.set()
+        if charge.task is not None:
+            await asyncio.gather(charge.task, return_exceptions=True)
+        return True
+
     async def send_statuses(self) -> None:
         raise NotImplementedError
 
@@ -434,28 +457,20 @@ class SimulatedStation16(_Charging, ChargePoint16):  # type: ignore[misc]
 
     @on(Action16.remote_stop_transaction)
     def _on_remote_stop(self, transaction_id: int, **_: Any) -> Any:
-        for charge in self.charges.values():
-            if charge.transaction_id == transaction_id:
-                return result16.RemoteStopTransaction(status="Accepted")
-        return result16.RemoteStopTransaction(status="Rejected")
+        known = self.charge_with(transaction_id) is not None
+        return result16.RemoteStopTransaction(
+            status="Accepted" if known else "Rejected"
+        )
 
     @after(Action16.remote_stop_transaction)
     def _after_remote_stop(self, transaction_id: int, **_: Any) -> None:
-        for charge in list(self.charges.values()):
-            if charge.transaction_id == transaction_id:
-                self._spawn(self._end_charge(charge, reason="Remote"))
-
-    async def stop_locally(self, connector_id: int = 1) -> None:
-        """The driver ends the charge at the station."""
-        await self._end_charge(self.charges[connector_id], reason="Local")
+        charge = self.charge_with(transaction_id)
+        if charge is not None:
+            self._spawn(self._end_charge(charge, reason="Remote"))
 
     async def _end_charge(self, charge: Charge, *, reason: str) -> None:
-        if charge.stop_reason is not None:
+        if not await self._stop_metering(charge, reason=reason):
             return
-        charge.stop_reason = reason
-        charge.stopping.set()
-        if charge.task is not None:
-            await asyncio.gather(charge.task, return_exceptions=True)
         meter_stop = round(charge.meter_wh)
         charge.meter_stop_wh = meter_stop
         timestamp = now_iso()
@@ -681,27 +696,20 @@ class SimulatedStation201(_Charging, ChargePoint201):  # type: ignore[misc]
 
     @on(Action201.request_stop_transaction)
     def _on_request_stop(self, transaction_id: str, **_: Any) -> Any:
-        for charge in self.charges.values():
-            if charge.transaction_id == transaction_id:
-                return result201.RequestStopTransaction(status="Accepted")
-        return result201.RequestStopTransaction(status="Rejected")
+        known = self.charge_with(transaction_id) is not None
+        return result201.RequestStopTransaction(
+            status="Accepted" if known else "Rejected"
+        )
 
     @after(Action201.request_stop_transaction)
     def _after_request_stop(self, transaction_id: str, **_: Any) -> None:
-        for charge in list(self.charges.values()):
-            if charge.transaction_id == transaction_id:
-                self._spawn(self._end_charge(charge, reason="Remote"))
-
-    async def stop_locally(self, connector_id: int = 1) -> None:
-        await self._end_charge(self.charges[connector_id], reason="Local")
+        charge = self.charge_with(transaction_id)
+        if charge is not None:
+            self._spawn(self._end_charge(charge, reason="Remote"))
 
     async def _end_charge(self, charge: Charge, *, reason: str) -> None:
-        if charge.stop_reason is not None:
+        if not await self._stop_metering(charge, reason=reason):
             return
-        charge.stop_reason = reason
-        charge.stopping.set()
-        if charge.task is not None:
-            await asyncio.gather(charge.task, return_exceptions=True)
         charge.meter_stop_wh = round(charge.meter_wh)
         self.charges.pop(charge.connector_id, None)
         self.connector_status[charge.connector_id] = "Available"
