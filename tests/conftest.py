@@ -109,6 +109,8 @@ def settings(database_url: str) -> Settings:
         liveness_check_interval=timedelta(hours=1),
         # No resync of a reconnecting station unless a test asks for one.
         resync_delay=timedelta(hours=1),
+        # Meter samples reach the database soon after a charge reports them.
+        meter_sample_flush_interval=timedelta(milliseconds=200),
     )
 
 

@@ -1,14 +1,23 @@
-"""Wiring: one process running the gateway and the HTTP API on one database.
+"""Wiring: the roles of one process on one database.
 
 :class:`Csms` is what ``csms serve`` runs and what the tests start on ephemeral
-ports. It owns the engine, the services, the gateway and the HTTP server.
+ports. It owns the engine, the services, and what its roles need:
+
+- ``gateway``: the OCPP listeners, the stations' sockets, their liveness;
+- ``api``: the HTTP API and the pages;
+- ``worker``: the timers that act on stored state (overdue starts, abandoned
+  charges, lapsed gateways).
+
+``all`` (the default) is the three in one process, reaching stations through
+its own gateway directly. Split over several processes, the roles meet on the
+bus (:mod:`csms.cluster`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Coroutine, Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -17,13 +26,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.api.app import create_api
 from csms.api.dependencies import ApiServices
+from csms.bus import Bus, connect_bus
 from csms.charging.operator_actions import OperatorCharging
 from csms.charging.reconcile import Reconciler
+from csms.charging.samples import MeterSampleWriter
 from csms.charging.service import ChargingService
 from csms.clock import Clock, SystemClock
+from csms.cluster import (
+    EventRelay,
+    GatewayNode,
+    RemoteCommands,
+    Role,
+    Subjects,
+    failure_reason,
+    is_in_process,
+)
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
 from csms.db.health import DatabaseHealth
+from csms.db.partitions import PartitionMaintainer, retention_from_settings
 from csms.events import EventFeed
 from csms.observability.health import Readiness
 from csms.observability.metrics import Metrics
@@ -50,8 +71,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class _GatewayCommands:
-    """Reaches stations through this process's gateway (built after charging,
-    which needs it): the in-process stand-in for a bus between roles."""
+    """Reaches stations through this process's own gateway (built after
+    charging, which needs it)."""
 
     gateway: Gateway | None = None
     metrics: Metrics | None = None
@@ -76,21 +97,20 @@ class _GatewayCommands:
             return await gateway.call(station_id, action, payload, timeout=timeout)
         except (CallTimeout, CallFailed, StationNotConnected) as exc:
             if self.metrics is not None:
-                self.metrics.count_station_call_failure(action, _failure_reason(exc))
+                self.metrics.count_station_call_failure(action, failure_reason(exc))
             raise
 
 
-def _failure_reason(exc: Exception) -> str:
-    if isinstance(exc, CallTimeout):
-        return "timeout"
-    if isinstance(exc, CallFailed):
-        return "call_error"
-    return "not_connected"
+ALL_ROLES = frozenset({Role.GATEWAY, Role.API, Role.WORKER})
 
 
-# TODO: every role runs in this one process; splitting gateway, api and worker
-# roles (with a bus carrying commands and events between them) is what lets the
-# fleet grow past the ~19,900 sockets one process may hold here.
+def expand_roles(roles: Iterable[Role]) -> frozenset[Role]:
+    chosen = frozenset(roles)
+    if not chosen or Role.ALL in chosen:
+        return ALL_ROLES
+    return chosen
+
+
 class Csms:
     def __init__(
         self,
@@ -98,13 +118,23 @@ class Csms:
         *,
         clock: Clock | None = None,
         engine: AsyncEngine | None = None,
+        roles: Iterable[Role] = (Role.ALL,),
     ) -> None:
         self.settings = settings
+        self.roles = expand_roles(roles)
+        # One process with every role reaches its stations directly; roles
+        # split over processes meet on a bus.
+        self.bus: Bus | None = None
+        if self.roles != ALL_ROLES or not is_in_process(settings.bus_url):
+            self.bus = connect_bus(settings.bus_url)
+        subjects = Subjects(settings.cluster_name)
         self.clock = clock or SystemClock()
         self.engine = engine or create_engine(settings.database_url)
         sessionmaker = create_sessionmaker(self.engine)
         # What changed, after commit: live pages and metrics subscribe.
         self.events = EventFeed()
+        # TODO: per process, served by the api role only: with roles split the
+        # gateways' counters (OCPP calls, sockets) are not exported anywhere.
         self.metrics = Metrics()
         self.metrics.watch(self.events)
         self.stations = StationService(
@@ -119,8 +149,34 @@ class Csms:
         self.customers = CustomerService(
             sessionmaker, clock=self.clock, settings=settings
         )
-        commands = _GatewayCommands()
-        commands.metrics = self.metrics
+        local = _GatewayCommands()
+        local.metrics = self.metrics
+        self.remote: RemoteCommands | None = None
+        commands: _GatewayCommands | RemoteCommands = local
+        if Role.GATEWAY not in self.roles:
+            assert self.bus is not None
+            self.remote = commands = RemoteCommands(
+                self.bus,
+                sessionmaker,
+                subjects=subjects,
+                margin=settings.bus_request_margin.total_seconds(),
+                metrics=self.metrics,
+            )
+        # Chart samples come from the meter values the gateway takes in.
+        self.samples = MeterSampleWriter(
+            sessionmaker,
+            interval=settings.meter_sample_interval,
+            pending_limit=settings.meter_sample_buffer_limit,
+        )
+        self.partitions = PartitionMaintainer(
+            self.engine,
+            months_ahead=settings.partition_months_ahead,
+            retention=retention_from_settings(
+                record_retention=settings.record_retention,
+                journal_retention=settings.journal_retention,
+                meter_sample_retention=settings.meter_sample_retention,
+            ),
+        )
         self.charging = ChargingService(
             sessionmaker,
             clock=self.clock,
@@ -130,6 +186,7 @@ class Csms:
             start_timeout=settings.remote_start_timeout,
             call_timeout=settings.call_timeout,
             events=self.events,
+            samples=self.samples,
         )
         self.reconciler = Reconciler(
             sessionmaker,
@@ -155,9 +212,21 @@ class Csms:
             ),
             metrics=self.metrics,
             on_connected=self.reconciler.on_station_connected,
+            on_link=self._announce_link,
             database=self.database,
         )
-        commands.gateway = self.gateway
+        local.gateway = self.gateway
+        self.node: GatewayNode | None = None
+        self.relay: EventRelay | None = None
+        if self.bus is not None:
+            if Role.GATEWAY in self.roles:
+                self.node = GatewayNode(self.gateway, self.bus, subjects=subjects)
+            self.relay = EventRelay(
+                self.events,
+                self.bus,
+                subjects=subjects,
+                receive=Role.API in self.roles,
+            )
         self._gateway_started = False
         self.api = create_api(
             ApiServices(
@@ -174,7 +243,13 @@ class Csms:
                 events=self.events,
                 metrics=self.metrics,
                 readiness=Readiness(
-                    sessionmaker, gateway_started=lambda: self._gateway_started
+                    sessionmaker,
+                    gateway_started=lambda: (
+                        self._gateway_started or Role.GATEWAY not in self.roles
+                    ),
+                    bus_connected=(
+                        None if self.bus is None else lambda: self._bus_connected()
+                    ),
                 ),
                 connected_versions=self._connected_versions,
                 station_control=StationControl(
@@ -191,21 +266,50 @@ class Csms:
         self._timers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self.bus is not None:
+            await self.bus.start()
+        if self.relay is not None:
+            await self.relay.start()
+        if self.remote is not None:
+            await self.remote.start()
+        if Role.GATEWAY in self.roles:
+            await self._start_gateway()
+        if Role.WORKER in self.roles:
+            self._start_timer(self._expire_starts(), "expire-starts")
+            self._start_timer(self._close_abandoned_charges(), "close-abandoned")
+            self._start_timer(self._maintain_partitions(), "partitions")
+            if self.bus is not None:
+                self._start_timer(self._release_lapsed_gateways(), "release-gateways")
+        if Role.API in self.roles:
+            await self._start_http()
+        logger.info(
+            "csms.started",
+            roles=sorted(role.value for role in self.roles),
+            http_port=self.http_port if Role.API in self.roles else None,
+            ocpp_port=self.ocpp_port if Role.GATEWAY in self.roles else None,
+            gateway_id=self.gateway.gateway_id,
+        )
+
+    async def _start_gateway(self) -> None:
         # No station is connected before the gateway listens, whatever the rows
         # say from before a restart: never show one Available from stale state.
-        offline = await self.stations.mark_all_offline()
+        # One gateway among several releases only the stations it held.
+        owner = None if self.roles == ALL_ROLES else self.gateway.gateway_id
+        offline = await self.stations.mark_all_offline(owner=owner)
         if offline:
             logger.info("csms.stations.marked_offline", stations=offline)
+        if self.node is not None:
+            await self.node.start()
+            await self.stations.renew_gateway_lease(
+                self.gateway.gateway_id, started=True
+            )
+            self._start_timer(self._renew_lease(), "gateway-lease")
         await self.gateway.start()
         self._gateway_started = True
         self.database.start()
-        for work, name in (
-            (self._expire_starts(), "expire-starts"),
-            (self._close_abandoned_charges(), "close-abandoned-charges"),
-        ):
-            timer = asyncio.create_task(work, name=name)
-            self._timers.add(timer)
-            timer.add_done_callback(self._timers.discard)
+        self._start_timer(self._flush_samples(), "meter-samples")
+
+    async def _start_http(self) -> None:
         config = uvicorn.Config(
             self.api,
             host=self.settings.http_host,
@@ -223,7 +327,20 @@ class Csms:
                 await self._http_task
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
-        logger.info("csms.started", http_port=self.http_port, ocpp_port=self.ocpp_port)
+
+    def _start_timer(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        timer = asyncio.create_task(work, name=name)
+        self._timers.add(timer)
+        timer.add_done_callback(self._timers.discard)
+
+    def _bus_connected(self) -> bool:
+        return self.bus is not None and self.bus.connected
+
+    def _announce_link(
+        self, station_id: str, version: OcppVersion | None, epoch: int
+    ) -> None:
+        if self.node is not None:
+            self.node.announce(station_id, version, epoch)
 
     @property
     def http_port(self) -> int:
@@ -236,6 +353,9 @@ class Csms:
         return self.gateway.port
 
     def _connected_versions(self) -> list[str]:
+        if self.remote is not None:
+            owned = self.remote.owners()
+            return [owner.version.value for owner in owned]
         versions = (
             self.gateway.version_of(station_id)
             for station_id in self.gateway.connected_station_ids()
@@ -260,6 +380,45 @@ class Csms:
             except Exception:
                 logger.exception("charging.close_abandoned.failed")
 
+    async def _maintain_partitions(self) -> None:
+        # At once on start: a fresh database gets its months ahead right away.
+        interval = self.settings.partition_maintenance_interval.total_seconds()
+        while True:
+            try:
+                await self.partitions.run_once(self.clock.now())
+            except Exception:
+                logger.exception("db.partitions.failed")
+            await asyncio.sleep(interval)
+
+    async def _flush_samples(self) -> None:
+        interval = self.settings.meter_sample_flush_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.samples.flush()
+            except Exception:
+                logger.exception("charging.samples.flush_loop_failed")
+
+    async def _release_lapsed_gateways(self) -> None:
+        interval = self.settings.gateway_lease_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.stations.release_lapsed_gateways(
+                    lapse=self.settings.gateway_lease_lapse
+                )
+            except Exception:
+                logger.exception("stations.release_lapsed.failed")
+
+    async def _renew_lease(self) -> None:
+        interval = self.settings.gateway_lease_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.stations.renew_gateway_lease(self.gateway.gateway_id)
+            except Exception as exc:
+                logger.warning("stations.lease.renew_failed", error=repr(exc))
+
     async def stop(self) -> None:
         """Stop accepting, close station sockets properly, release the database."""
         for timer in list(self._timers):
@@ -271,7 +430,27 @@ class Csms:
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await self._http_task
-        self._gateway_started = False
-        await self.gateway.stop()
+        if self._gateway_started:
+            self._gateway_started = False
+            await self.gateway.stop()
+            # The last charges' samples, taken in up to the gateway's close.
+            await _quietly(self.samples.flush())
+            if self.node is not None:
+                await self.node.stop()
+                # Stopped cleanly: nothing for the worker to release.
+                await _quietly(self.stations.end_gateway_lease(self.gateway.gateway_id))
+        if self.remote is not None:
+            await self.remote.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.bus is not None:
+            await self.bus.close()
         await self.engine.dispose()
         logger.info("csms.stopped")
+
+
+async def _quietly(work: Awaitable[object]) -> None:
+    try:
+        await work
+    except Exception as exc:
+        logger.warning("csms.stop.step_failed", error=repr(exc))

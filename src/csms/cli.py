@@ -60,50 +60,133 @@ def _run_sync(work: Callable[[], _T]) -> _T:
         raise typer.Exit(code=1) from exc
 
 
-def _run(work: Callable[[Settings], Coroutine[Any, Any, _T]], settings: Settings) -> _T:
+def _run(
+    work: Callable[[Settings], Coroutine[Any, Any, _T]],
+    settings: Settings,
+    *,
+    event_loop: str = "asyncio",
+) -> _T:
+    runner: Callable[[Coroutine[Any, Any, _T]], _T] = asyncio.run
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            runner = uvloop.run
     try:
-        return asyncio.run(work(settings))
+        return runner(work(settings))
     except CsmsError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(code=1) from exc
 
 
+RoleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--role",
+        help="What this process runs: gateway, api, worker or all (the default). "
+        "Repeat it for several.",
+    ),
+]
+
+
 @app.command()
-def serve(log_format: LogFormatOption = None) -> None:
-    """Run the CSMS: the OCPP gateway and the HTTP API, until SIGTERM or Ctrl-C."""
+def serve(
+    log_format: LogFormatOption = None,
+    role: RoleOption = None,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Start this many gateway processes sharing the OCPP port; this "
+            "process then runs the other roles. Needs CSMS_BUS_URL (Redis or NATS).",
+        ),
+    ] = 0,
+    event_loop: Annotated[
+        str,
+        typer.Option(help="asyncio or uvloop (faster sockets, where installed)."),
+    ] = "uvloop",
+) -> None:
+    """Run the CSMS until SIGTERM or Ctrl-C: by default every role in one process."""
+    if event_loop not in ("asyncio", "uvloop"):
+        raise typer.BadParameter("asyncio or uvloop", param_hint="--event-loop")
     # Imported here: the web stack takes seconds to import, which every other
     # command (station add, operator add, migrate) would pay for nothing.
     from csms.app import Csms
+    from csms.cluster import Role, is_in_process
+    from csms.supervisor import GatewayProcesses
 
     settings = _settings(log_format)
+    try:
+        roles = {Role(name) for item in role or ["all"] for name in item.split(",")}
+    except ValueError as exc:
+        raise typer.BadParameter(
+            "a role is gateway, api, worker or all", param_hint="--role"
+        ) from exc
+    if gateways:
+        if is_in_process(settings.bus_url):
+            raise typer.BadParameter(
+                "several gateway processes need a bus between them: set "
+                "CSMS_BUS_URL=redis://127.0.0.1:6379/0 or nats://127.0.0.1:4222",
+                param_hint="--gateways",
+            )
+        # The gateways run in their own processes; this one keeps the rest.
+        roles = {Role.API, Role.WORKER} if Role.ALL in roles else roles
+        roles -= {Role.GATEWAY}
+        if not roles:
+            raise typer.BadParameter(
+                "with --gateways this process runs api and/or worker",
+                param_hint="--role",
+            )
 
     async def run(settings: Settings) -> None:
-        csms = Csms(settings)
+        csms = Csms(settings, roles=roles)
+        children = GatewayProcesses(settings, count=gateways, log_format=log_format)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await csms.start()
-        typer.echo(
-            f"CSMS running: HTTP API "
-            f"http://{settings.http_host}:{csms.http_port}/docs, "
-            f"stations ws://{settings.ocpp_host}:{csms.ocpp_port}/ocpp/<station-id>",
-            err=True,
-        )
-        for profile, port in (
+        children.start()
+        _announce(settings, csms, gateways=gateways)
+        try:
+            await children.supervise(until=stop)
+        finally:
+            await children.stop()
+            await csms.stop()
+
+    _run(run, settings, event_loop=event_loop)
+
+
+def _announce(settings: Settings, csms: Any, *, gateways: int) -> None:
+    """Say where this process listens, one line, in a form scripts can read."""
+    from csms.cluster import Role
+
+    parts = []
+    if Role.API in csms.roles:
+        parts.append(f"HTTP API http://{settings.http_host}:{csms.http_port}/docs")
+    if Role.GATEWAY in csms.roles or gateways:
+        port = csms.ocpp_port if Role.GATEWAY in csms.roles else settings.ocpp_port
+        where = f"stations ws://{settings.ocpp_host}:{port}/ocpp/<station-id>"
+        if gateways:
+            where += f" ({gateways} gateway processes)"
+        parts.append(where)
+    roles = ",".join(sorted(role.value for role in csms.roles))
+    if Role.GATEWAY in csms.roles and len(csms.roles) == 1:
+        roles += f" {csms.gateway.gateway_id}"
+    typer.echo(f"CSMS running ({roles}): " + ", ".join(parts), err=True)
+    if Role.GATEWAY in csms.roles:
+        for profile, tls_port in (
             (2, csms.gateway.tls_port),
             (3, csms.gateway.mtls_port),
         ):
-            if port is not None:
+            if tls_port is not None:
                 typer.echo(
                     f"security profile {profile}: "
-                    f"wss://{settings.ocpp_host}:{port}/ocpp/<station-id>",
+                    f"wss://{settings.ocpp_host}:{tls_port}/ocpp/<station-id>",
                     err=True,
                 )
-        await stop.wait()
-        await csms.stop()
-
-    _run(run, settings)
 
 
 @app.command("migrate")
@@ -462,11 +545,13 @@ def simulate(
 @app.command()
 def load(
     credentials: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            exists=True, help="id,password CSV, as `csms station import` writes it."
+            exists=True,
+            help="id,password CSV, as `csms station import` writes it; without "
+            "it, --stations ids LOAD-000001… connect with no Authorization header.",
         ),
-    ],
+    ] = None,
     url: Annotated[str, typer.Option()] = "ws://127.0.0.1:9000/ocpp",
     stations: Annotated[
         int | None, typer.Option(help="Use only the first N stations.")
@@ -487,16 +572,39 @@ def load(
     max_handshakes: Annotated[
         int, typer.Option(help="Handshakes in flight per process.")
     ] = 200,
+    connect_rate: Annotated[
+        float | None,
+        typer.Option(help="New stations per second (default: all at once)."),
+    ] = None,
+    reconnect: Annotated[
+        bool,
+        typer.Option(
+            help="Reconnect (and boot again) after a dropped link or a failed "
+            "attempt, with a randomised doubling delay."
+        ),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option(help="Also write the figures to this JSON file.")
+    ] = None,
 ) -> None:
     """Drive many stations at a CSMS and print latency percentiles per action."""
+    import orjson
+
     from csms.simulator.load import (
         LoadProfile,
+        build_anonymous_fleet,
         format_report,
         read_credentials,
         run_load,
+        summarize,
     )
 
-    fleet = read_credentials(credentials)[:stations]
+    if credentials is not None:
+        fleet = read_credentials(credentials)[:stations]
+    elif stations is not None:
+        fleet = build_anonymous_fleet(stations)
+    else:
+        raise typer.BadParameter("give --credentials or --stations")
     profile = LoadProfile(
         url=url,
         duration=duration,
@@ -505,10 +613,16 @@ def load(
         meter_interval=meter_interval,
         charge_duration=charge_duration,
         max_handshakes=max_handshakes,
+        connect_rate=connect_rate,
         v201_share=v201_share,
+        reconnect=reconnect,
     )
     merged = run_load(fleet, profile, processes=processes)
     typer.echo(format_report(merged))
+    if json_out is not None:
+        json_out.write_bytes(
+            orjson.dumps(summarize(merged), option=orjson.OPT_INDENT_2)
+        )
     if merged["connected"] < len(fleet) or merged["errors"]:
         raise typer.Exit(code=2)
 

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.events")
 
-# TODO: the feed is in-process; an api role split from the gateway role sees
-# no station changes until the feed travels over the bus.
+# The feed is in-process; with roles split, csms.cluster.EventRelay carries
+# it between processes over the bus (at most once).
 # TODO: records that _finish_stale supersedes (charging/service.py) are not
 # published; a page shows them changed only on its next refresh.
 DEFAULT_QUEUE_SIZE = 256

@@ -98,6 +98,36 @@ class Settings(BaseSettings):
     resync_grace: Duration = timedelta(seconds=30)
     # A charge whose station stays offline this long is closed without its stop.
     offline_charge_grace: Duration = timedelta(hours=6)
+    # Several processes: the bus between them ("memory://" in one process,
+    # "redis://127.0.0.1:6379/0" or "nats://127.0.0.1:4222" across several).
+    bus_url: str = "memory://"
+    # Names the subjects on the bus: clusters sharing a broker stay apart.
+    cluster_name: str = Field(default="csms", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    # This gateway's name, unique in the cluster and stable across its restarts:
+    # at start it releases the stations it held before.
+    gateway_id: str = Field(default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    # Gateways renew a lease this often; the worker releases the stations of a
+    # gateway whose lease is older than `gateway_lease_lapse`.
+    gateway_lease_interval: Duration = timedelta(seconds=10)
+    gateway_lease_lapse: Duration = timedelta(seconds=45)
+    # Let several gateway processes listen on the same OCPP port (SO_REUSEPORT).
+    ocpp_reuse_port: bool = False
+    # How long the API waits for a gateway to take a command, beyond the
+    # station's own answer time.
+    bus_request_margin: Duration = timedelta(seconds=5)
+    # Meter samples for charts: at most one per charge per interval (the
+    # journal keeps every reading), buffered and written every flush interval.
+    meter_sample_interval: Duration = timedelta(minutes=5)
+    meter_sample_flush_interval: Duration = timedelta(seconds=5)
+    meter_sample_buffer_limit: int = Field(default=200_000, ge=1)
+    # PostgreSQL month partitions: how many months ahead the worker creates,
+    # and how often it looks. Retention: rows older than this are dropped a
+    # month partition at a time (SQLite: deleted in batches); 0 keeps them.
+    partition_months_ahead: int = Field(default=3, ge=1, le=24)
+    partition_maintenance_interval: Duration = timedelta(hours=6)
+    record_retention: Duration = timedelta(0)
+    journal_retention: Duration = timedelta(days=400)
+    meter_sample_retention: Duration = timedelta(days=90)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.CONSOLE
 

@@ -10,7 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-_RUNNING = re.compile(rb"http://[\d.]+:(\d+)/docs, stations ws://[\d.]+:(\d+)/ocpp")
+_RUNNING = re.compile(rb"CSMS running \(([^)]*)\):")
+_HTTP_PORT = re.compile(rb"http://[\d.]+:(\d+)/docs")
+_OCPP_PORT = re.compile(rb"ws://[\d.]+:(\d+)/ocpp")
 
 
 @dataclass
@@ -48,8 +50,11 @@ async def start_csms(
     ocpp_port: int = 0,
     extra_env: dict[str, str] | None = None,
     timeout: float = 30,
+    roles: tuple[str, ...] = (),
+    arguments: tuple[str, ...] = (),
 ) -> CsmsProcess:
-    """Run ``csms serve`` and wait until it prints where it listens."""
+    """Run ``csms serve`` (with ``roles``: ``--role`` each) and wait until it
+    prints where it listens; a port it does not open is 0."""
     env = {
         **os.environ,
         "CSMS_DATABASE_URL": database_url,
@@ -62,6 +67,8 @@ async def start_csms(
     process = await asyncio.create_subprocess_exec(
         csms_command(),
         "serve",
+        *(argument for role in roles for argument in ("--role", role)),
+        *arguments,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -76,9 +83,13 @@ async def start_csms(
             if not line:
                 raise RuntimeError(f"csms serve exited early:\n{log.decode()}")
             log.extend(line)
-            found = _RUNNING.search(line)
-            if found:
-                return int(found.group(1)), int(found.group(2))
+            if _RUNNING.search(line.rstrip()):
+                http = _HTTP_PORT.search(line)
+                ocpp = _OCPP_PORT.search(line)
+                return (
+                    int(http.group(1)) if http else 0,
+                    int(ocpp.group(1)) if ocpp else 0,
+                )
 
     http, ocpp = await asyncio.wait_for(wait_until_running(), timeout)
 

@@ -39,6 +39,10 @@ class Received:
 
 
 class TransactionMessage(Base):
+    """One transaction message as received. On PostgreSQL the table is
+    partitioned by month of ``received_at`` and its primary key there is
+    (id, received_at); ``id`` alone, from one sequence, is still unique."""
+
     __tablename__ = "transaction_messages"
 
     id: Mapped[int] = mapped_column(
@@ -60,6 +64,18 @@ class TransactionMessage(Base):
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     __table_args__ = (
+        # Finds the 2.0.1 sequence numbers of a transaction. A message applied
+        # twice is prevented by the record's row lock, under which every
+        # message of a transaction is checked and journaled (see
+        # docs/storage.md); SQLite, whose reads take no such lock and whose
+        # journal is not partitioned, also keeps the unique index below.
+        Index(
+            "ix_transaction_messages_sequence",
+            "station_id",
+            "transaction_id",
+            "seq_no",
+            postgresql_where=text("seq_no IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
         Index(
             "uq_transaction_messages_sequence",
             "station_id",
@@ -67,8 +83,7 @@ class TransactionMessage(Base):
             "seq_no",
             unique=True,
             sqlite_where=text("NOT duplicate AND seq_no IS NOT NULL"),
-            postgresql_where=text("NOT duplicate AND seq_no IS NOT NULL"),
-        ),
+        ).ddl_if(dialect="sqlite"),
         Index("ix_transaction_messages_record", "record_id", "id"),
         Index("ix_transaction_messages_station", "station_id", "id"),
     )

@@ -36,7 +36,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.charging.models import ChargeDetailRecord
-from csms.charging.service import ChargingService, StationCommands
+from csms.charging.service import (
+    ChargingService,
+    StationCommands,
+    release_connectors,
+)
 from csms.charging.state import CdrState
 from csms.clock import Clock
 from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
@@ -302,6 +306,7 @@ class Reconciler:
                 record.energy_wh = max(0, record.meter_last_wh - record.meter_start_wh)
             record.flags = [*record.flags, *(f for f in flags if f not in record.flags)]
             record.updated_at = now
+            await release_connectors(session, record.id)
             await session.commit()
             station_id = record.station_id
         logger.info(

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import String, and_, cast, distinct, func, select, update
+from sqlalchemy import String, cast, delete, distinct, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,7 +50,15 @@ from csms.charging.journal import (
     storable_text,
 )
 from csms.charging.meter import EnergyReading, latest_energy, parse_timestamp
-from csms.charging.models import CONFIRMED_COMPLETE, ChargeDetailRecord
+from csms.charging.models import (
+    CONFIRMED_COMPLETE,
+    ActiveCharge,
+    ChargeDetailRecord,
+    IdempotencyKey,
+    TransactionKey,
+    first_record_id_at,
+)
+from csms.charging.samples import MeterSampleSink, Sample, read_samples
 from csms.charging.state import ACTIVE_STATES, FREE_CONNECTOR_STATUSES, CdrState
 from csms.clock import Clock
 from csms.customers.service import (
@@ -73,6 +81,10 @@ _TRANSACTION_ID_ATTEMPTS = 5
 _RESEND_LOOKBACK = 20
 # A record finished without the station's own stop, which may still come.
 _STOP_MISSING_FLAGS = frozenset({"closed_without_stop", "stop_missing"})
+# A transaction's journal rows are received no earlier than its record was
+# made, give or take the time a message waits to be handled: looking from a
+# day before keeps a lookup to the latest one or two month partitions.
+_JOURNAL_LOOKBEHIND = timedelta(days=1)
 
 
 class StationCommands(Protocol):
@@ -107,6 +119,10 @@ class RecordFilter:
     flagged: bool | None = None
 
 
+# TODO: transaction messages are not fenced by the station's owner epoch: one
+# arriving on a link a newer one superseded is journaled and applied like a
+# resend (matched by business key, never counted twice), where a fenced write
+# would refuse it and leave it to the station's own resend on the live link.
 class ChargingService:
     def __init__(
         self,
@@ -119,6 +135,7 @@ class ChargingService:
         start_timeout: timedelta,
         call_timeout: timedelta,
         events: EventFeed | None = None,
+        samples: MeterSampleSink | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
@@ -129,6 +146,9 @@ class ChargingService:
         self._call_timeout = call_timeout.total_seconds()
         # Told after each commit that wrote a record (live pages, metrics).
         self._events = events or EventFeed()
+        # Given the meter values of each applied message after its commit:
+        # downsampled chart data, written later (the journal holds them all).
+        self._samples = samples
 
     # -- the customer's side -----------------------------------------------------
 
@@ -183,10 +203,20 @@ class ChargingService:
         async with self._sessionmaker() as session:
             session.add(record)
             try:
+                await _claim_connector(session, record)
+                if idempotency_key is not None:
+                    session.add(
+                        IdempotencyKey(
+                            customer_id=customer_id,
+                            idempotency_key=idempotency_key,
+                            record_id=record.id,
+                        )
+                    )
                 await session.commit()
             except IntegrityError as exc:
                 # Either a retry with the same key won the race, or another
-                # start holds the connector (the active-connector index).
+                # start holds the connector (``active_charges``).
+                await session.rollback()
                 if idempotency_key is not None:
                     earlier = await self._find_by_idempotency_key(
                         customer_id, idempotency_key
@@ -291,20 +321,24 @@ class ChargingService:
         """Pending records whose station never started the charge turn Failed."""
         deadline = self._clock.now() - self._start_timeout
         async with self._sessionmaker() as session:
-            result = await session.execute(
-                update(ChargeDetailRecord)
-                .where(
-                    ChargeDetailRecord.state == CdrState.PENDING.value,
-                    ChargeDetailRecord.requested_at < deadline,
+            failed_ids = (
+                await session.scalars(
+                    update(ChargeDetailRecord)
+                    .where(
+                        ChargeDetailRecord.state == CdrState.PENDING.value,
+                        ChargeDetailRecord.requested_at < deadline,
+                    )
+                    .values(
+                        state=CdrState.FAILED.value,
+                        failure_reason="The station did not start the charge in time.",
+                        updated_at=self._clock.now(),
+                    )
+                    .returning(ChargeDetailRecord.id)
                 )
-                .values(
-                    state=CdrState.FAILED.value,
-                    failure_reason="The station did not start the charge in time.",
-                    updated_at=self._clock.now(),
-                )
-            )
+            ).all()
+            await release_connectors(session, *failed_ids)
             await session.commit()
-        failed = int(result.rowcount)  # type: ignore[attr-defined]
+        failed = len(failed_ids)
         if failed:
             self._events.publish(charges_expired(failed))
             logger.info("charging.session.start_timed_out", records=failed)
@@ -376,16 +410,19 @@ class ChargingService:
                 return StartOutcome(int(earlier.transaction_id), authorization.status)
 
             # 1.6 carries no id linking it to our RemoteStartTransaction:
-            # correlate by station, connector, token and time window.
+            # correlate by station, connector, token and time window. A
+            # record's id is made when it is requested: the same window on
+            # the id keeps the search to the latest month partitions.
+            window_start = self._clock.now() - self._start_timeout
             record = await session.scalar(
                 select(ChargeDetailRecord)
                 .where(
+                    ChargeDetailRecord.id >= first_record_id_at(window_start),
                     ChargeDetailRecord.station_id == station_id,
                     ChargeDetailRecord.connector_id == connector_id,
                     ChargeDetailRecord.id_token == id_tag,
                     ChargeDetailRecord.state == CdrState.PENDING.value,
-                    ChargeDetailRecord.requested_at
-                    >= self._clock.now() - self._start_timeout,
+                    ChargeDetailRecord.requested_at >= window_start,
                 )
                 .order_by(ChargeDetailRecord.requested_at.desc())
                 .limit(1)
@@ -411,7 +448,9 @@ class ChargingService:
                 _add_flags(record, "unauthorized_token")
             _add_flags(record, *time_flags)
             transaction_id = await _free_transaction_id_16(session, station_id)
-            record.transaction_id = _transaction_key_16(transaction_id)
+            _hold_transaction_id(
+                session, record, station_id, _transaction_key_16(transaction_id)
+            )
             session.add(
                 build_entry(
                     received,
@@ -504,6 +543,7 @@ class ChargingService:
             await session.commit()
             crash_point("after_commit", "MeterValues")
         if record is not None:
+            self._sample(record.id, meter_values, received)
             self._events.publish(charge_changed(record))
 
     async def stop_transaction_16(
@@ -579,6 +619,7 @@ class ChargingService:
                 )
             if not duplicate:
                 _add_flags(record, *time_flags)
+                await release_connectors(session, record.id)
             session.add(
                 build_entry(
                     received,
@@ -602,6 +643,13 @@ class ChargingService:
                 action="StopTransaction",
             )
         else:
+            self._sample(
+                record.id,
+                transaction_data or [],
+                received,
+                ended=True,
+                final=_stop_sample(record, timestamp, received),
+            )
             self._events.publish(charge_changed(record))
             logger.info(
                 "charging.session.finished",
@@ -677,7 +725,7 @@ class ChargingService:
             # event waits here and then finds the first one in the journal.
             record = await _find_transaction(session, station_id, transaction_id)
             if record is not None and await _seen_sequence_number(
-                session, station_id, transaction_id, seq_no
+                session, record, station_id, transaction_id, seq_no
             ):
                 journal(record, duplicate=True)
                 await session.commit()
@@ -725,7 +773,7 @@ class ChargingService:
                     customer_id=customer_id,
                 )
                 _mark_started(record, started_at=timestamp, now=now)
-                record.transaction_id = transaction_id
+                _hold_transaction_id(session, record, station_id, transaction_id)
                 if authorization and authorization.status is not (
                     AuthorizationStatus.ACCEPTED
                 ):
@@ -755,12 +803,20 @@ class ChargingService:
                     now=now,
                 )
 
+            if record.state not in ACTIVE_STATES:
+                await release_connectors(session, record.id)
             journal(record, duplicate=False)
             await session.flush()
             await _flag_sequence_gap(session, record, station_id, transaction_id)
             crash_point("before_commit", "TransactionEvent")
             await session.commit()
             crash_point("after_commit", "TransactionEvent")
+        self._sample(
+            record.id,
+            payload.get("meterValue") or [],
+            received,
+            ended=event_type == "Ended",
+        )
         self._events.publish(charge_changed(record))
         logger.info(
             "charging.transaction.event",
@@ -795,6 +851,7 @@ class ChargingService:
             record.stopped_at = stopped_at
             record.updated_at = self._clock.now()
             _add_flags(record, "closed_without_stop", "incomplete")
+            await release_connectors(session, record.id)
             await session.commit()
         self._events.publish(charge_changed(record))
         logger.info(
@@ -833,6 +890,28 @@ class ChargingService:
         return record
 
     # -- helpers ------------------------------------------------------------------
+
+    def _sample(
+        self,
+        record_id: str,
+        meter_values: list[dict[str, Any]],
+        received: Received,
+        *,
+        ended: bool = False,
+        final: Sample | None = None,
+    ) -> None:
+        """Hand the readings of a message applied and committed to the sink."""
+        if self._samples is None:
+            return
+        samples = read_samples(
+            record_id, meter_values, received_at=received.received_at
+        )
+        if final is not None and (
+            not samples or samples[-1].sampled_at < final.sampled_at
+        ):
+            samples.append(final)
+        if samples:
+            self._samples.add(samples, final=ended)
 
     async def _open_record_201(
         self,
@@ -900,6 +979,7 @@ class ChargingService:
             updated_at=now,
         )
         session.add(record)
+        await _claim_connector(session, record)
         return record
 
     async def _finish_stale(
@@ -930,6 +1010,7 @@ class ChargingService:
                 record.stopped_at = record.last_meter_at or now
                 _add_flags(record, "stop_missing")
             record.updated_at = now
+        await release_connectors(session, *(record.id for record in stale))
         await session.flush()
 
     async def _new_unknown_record(
@@ -960,41 +1041,45 @@ class ChargingService:
             customer_id=customer_id,
             car_id=car_id,
             id_token=id_token,
-            transaction_id=transaction_id,
             flags=["unknown_transaction"],
             created_at=now,
             updated_at=now,
         )
         session.add(record)
+        _hold_transaction_id(session, record, station_id, transaction_id)
         return record
 
     async def _find_by_idempotency_key(
         self, customer_id: int, key: str
     ) -> ChargeDetailRecord | None:
         async with self._sessionmaker() as session:
-            return await session.scalar(
-                select(ChargeDetailRecord).where(
-                    ChargeDetailRecord.customer_id == customer_id,
-                    ChargeDetailRecord.idempotency_key == key,
+            record_id = await session.scalar(
+                select(IdempotencyKey.record_id).where(
+                    IdempotencyKey.customer_id == customer_id,
+                    IdempotencyKey.idempotency_key == key,
                 )
             )
+            if record_id is None:
+                return None
+            return await session.get(ChargeDetailRecord, record_id)
 
     async def _fail(self, record_id: str, reason: str) -> None:
         async with self._sessionmaker() as session:
-            await session.execute(
+            failed = await session.scalar(
                 update(ChargeDetailRecord)
                 .where(
-                    and_(
-                        ChargeDetailRecord.id == record_id,
-                        ChargeDetailRecord.state == CdrState.PENDING.value,
-                    )
+                    ChargeDetailRecord.id == record_id,
+                    ChargeDetailRecord.state == CdrState.PENDING.value,
                 )
                 .values(
                     state=CdrState.FAILED.value,
                     failure_reason=reason,
                     updated_at=self._clock.now(),
                 )
+                .returning(ChargeDetailRecord.id)
             )
+            if failed is not None:
+                await release_connectors(session, failed)
             await session.commit()
         self._events.publish(charge_failed(record_id))
 
@@ -1086,17 +1171,83 @@ def _choose_connector(
     raise ConnectorBusy(station.id)
 
 
+async def _claim_connector(session: AsyncSession, record: ChargeDetailRecord) -> None:
+    """Make ``record`` the charge in progress on its connector.
+
+    Raises IntegrityError (now or at commit) while another active record holds
+    the connector: of two starts racing for it, one wins. A row left by a
+    record that is no longer active, or no longer there, is replaced.
+    """
+    at_connector = (
+        ActiveCharge.station_id == record.station_id,
+        ActiveCharge.evse_id == record.evse_id,
+        ActiveCharge.connector_id == record.connector_id,
+    )
+    holder = await session.scalar(
+        select(ActiveCharge.record_id).where(*at_connector).with_for_update()
+    )
+    if holder is not None:
+        holder_state = await session.scalar(
+            select(ChargeDetailRecord.state).where(ChargeDetailRecord.id == holder)
+        )
+        if holder_state not in ACTIVE_STATES:
+            await session.execute(
+                delete(ActiveCharge).where(
+                    *at_connector, ActiveCharge.record_id == holder
+                )
+            )
+    await session.execute(
+        insert(ActiveCharge).values(
+            station_id=record.station_id,
+            evse_id=record.evse_id,
+            connector_id=record.connector_id,
+            record_id=record.id,
+        )
+    )
+
+
+async def release_connectors(session: AsyncSession, *record_ids: str) -> None:
+    """Free the connectors these records held, in the session's transaction:
+    call it wherever a record leaves Pending or Started."""
+    if record_ids:
+        await session.execute(
+            delete(ActiveCharge).where(ActiveCharge.record_id.in_(record_ids))
+        )
+
+
+def _hold_transaction_id(
+    session: AsyncSession,
+    record: ChargeDetailRecord,
+    station_id: str,
+    transaction_id: str,
+) -> None:
+    """Give ``record`` the station's transaction id; a second record taking the
+    same one fails at commit with IntegrityError (``transaction_keys``)."""
+    record.transaction_id = transaction_id
+    session.add(
+        TransactionKey(
+            station_id=station_id, transaction_id=transaction_id, record_id=record.id
+        )
+    )
+
+
 async def _find_transaction(
     session: AsyncSession, station_id: str, transaction_id: str
 ) -> ChargeDetailRecord | None:
     # Always scoped to the sending station: one station can never touch
-    # another's transaction.
+    # another's transaction. The key finds the record's id; the id finds its
+    # partition.
+    record_id = await session.scalar(
+        select(TransactionKey.record_id).where(
+            TransactionKey.station_id == station_id,
+            TransactionKey.transaction_id == transaction_id,
+        )
+    )
+    if record_id is None:
+        return None
     return await session.scalar(
         select(ChargeDetailRecord)
-        .where(
-            ChargeDetailRecord.station_id == station_id,
-            ChargeDetailRecord.transaction_id == transaction_id,
-        )
+        .where(ChargeDetailRecord.id == record_id)
         .with_for_update()
     )
 
@@ -1115,14 +1266,14 @@ async def _free_transaction_id_16(session: AsyncSession, station_id: str) -> int
 
     Checked before use rather than by a failed commit: a rollback would also
     undo the rest of the message's transaction. Two starts racing for the same
-    random id (one chance in 2**31) still meet the unique constraint.
+    random id (one chance in 2**31) still meet in ``transaction_keys``.
     """
     for _ in range(_TRANSACTION_ID_ATTEMPTS):
         candidate = new_transaction_id_16()
         taken = await session.scalar(
-            select(ChargeDetailRecord.id).where(
-                ChargeDetailRecord.station_id == station_id,
-                ChargeDetailRecord.transaction_id == str(candidate),
+            select(TransactionKey.record_id).where(
+                TransactionKey.station_id == station_id,
+                TransactionKey.transaction_id == str(candidate),
             )
         )
         if taken is None:
@@ -1131,19 +1282,36 @@ async def _free_transaction_id_16(session: AsyncSession, station_id: str) -> int
 
 
 async def _seen_sequence_number(
-    session: AsyncSession, station_id: str, transaction_id: str, seq_no: int
+    session: AsyncSession,
+    record: ChargeDetailRecord,
+    station_id: str,
+    transaction_id: str,
+    seq_no: int,
 ) -> bool:
     """Whether this 2.0.1 event was applied already: its business key is
-    (station, transactionId, seqNo), whatever its message id."""
+    (station, transactionId, seqNo), whatever its message id.
+
+    Asked with ``record`` locked: every message of the transaction is checked
+    and journaled under that lock, so a copy arriving at the same time waits
+    and then finds this one.
+    """
     found = await session.scalar(
-        select(TransactionMessage.id).where(
+        select(TransactionMessage.id)
+        .where(
+            TransactionMessage.received_at >= _journal_floor(record),
             TransactionMessage.station_id == station_id,
             TransactionMessage.transaction_id == transaction_id,
             TransactionMessage.seq_no == seq_no,
             TransactionMessage.duplicate.is_(False),
         )
+        .limit(1)
     )
     return found is not None
+
+
+def _journal_floor(record: ChargeDetailRecord) -> datetime:
+    """No journal row of ``record``'s transaction was received before this."""
+    return record.created_at - _JOURNAL_LOOKBEHIND
 
 
 async def _flag_sequence_gap(
@@ -1160,6 +1328,7 @@ async def _flag_sequence_gap(
                 func.count(distinct(TransactionMessage.seq_no)),
                 func.max(TransactionMessage.seq_no),
             ).where(
+                TransactionMessage.received_at >= _journal_floor(record),
                 TransactionMessage.station_id == station_id,
                 TransactionMessage.transaction_id == transaction_id,
                 TransactionMessage.duplicate.is_(False),
@@ -1180,6 +1349,23 @@ def _transaction_key_16(transaction_id: int) -> str:
 def _storable_connector(value: int) -> int:
     # An id no column holds is kept in the journal only; 0 stands for unknown.
     return value if 0 <= value <= MAX_CONNECTOR_ID else 0
+
+
+def _stop_sample(
+    record: ChargeDetailRecord, timestamp: datetime, received: Received
+) -> Sample | None:
+    """The last sample of a 1.6 charge: its meterStop, at its stop time."""
+    if record.meter_stop_wh is None:
+        return None
+    if not is_plausible_time(timestamp, received_at=received.received_at):
+        timestamp = received.received_at
+    return Sample(
+        record_id=record.id,
+        sampled_at=timestamp,
+        meter_wh=record.meter_stop_wh,
+        power_w=None,
+        soc_percent=None,
+    )
 
 
 def _time_flags(moment: datetime, received: Received) -> list[str]:

@@ -25,13 +25,18 @@ class Readiness:
     sessionmaker: async_sessionmaker[AsyncSession]
     gateway_started: Callable[[], bool]
     database_timeout: float = DATABASE_TIMEOUT
+    # Several processes: whether the bus to the others is connected.
+    bus_connected: Callable[[], bool] | None = None
 
     async def check(self) -> dict[str, str]:
         """Each dependency and ``"ok"``, or a sentence saying what is wrong."""
-        return {
+        report = {
             "database": await self._check_database(),
             "gateway": "ok" if self.gateway_started() else "not started",
         }
+        if self.bus_connected is not None:
+            report["bus"] = "ok" if self.bus_connected() else "reconnecting"
+        return report
 
     async def _check_database(self) -> str:
         try:

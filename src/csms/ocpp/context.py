@@ -27,6 +27,9 @@ class StationLink:
     version: OcppVersion
     booted: bool
     state: StationState
+    # The station's owner epoch when this link opened: what this link writes
+    # is refused once a newer link (on any gateway) has taken the station.
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from csms.security.tls import build_mtls_context, build_tls_context, common_name
 from csms.settings import Settings
 from csms.stations.credentials import parse_basic_auth, verify_password
 from csms.stations.state import StationState
+from csms.stations.writer import StaleOwner
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.ocpp")
 
@@ -77,6 +78,9 @@ CLOSE_TRY_AGAIN = 1011
 
 # What runs after a station's connection is established: (station id, version).
 ConnectedHook = Callable[[str, OcppVersion], Awaitable[None]]
+# Told when this gateway takes a station's link (version and the new owner
+# epoch) and when it lets it go (version None): the cluster publishes both.
+LinkHook = Callable[[str, OcppVersion | None, int], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -97,9 +101,12 @@ class Gateway:
         throttle: AuthThrottle | None = None,
         metrics: Metrics | None = None,
         on_connected: ConnectedHook | None = None,
+        on_link: LinkHook | None = None,
         database: DatabaseHealth | None = None,
     ) -> None:
         self._settings = settings
+        self.gateway_id = settings.gateway_id
+        self._on_link = on_link
         # Run as a tracked task for each new connection (charging's resync).
         self._on_connected = on_connected
         self._services = services
@@ -195,6 +202,9 @@ class Gateway:
             open_timeout=settings.handshake_timeout.total_seconds(),
             close_timeout=5,
             server_header=None,
+            # Several gateway processes may share the port; the kernel spreads
+            # new connections over them.
+            reuse_port=settings.ocpp_reuse_port or None,
         )
 
     @property
@@ -234,6 +244,20 @@ class Gateway:
         connection = self._registry.get(station_id)
         return None if connection is None else connection.link.version
 
+    def taken_over(self, station_id: str, epoch: int) -> None:
+        """Another gateway took the station with ``epoch``: a link of ours
+        with an older epoch is stale, and closed."""
+        connection = self._registry.get(station_id)
+        if connection is None or (connection.link.epoch or 0) >= epoch:
+            return
+        connection.log.warning(
+            "ocpp.connection.taken_over", epoch=connection.link.epoch, newer=epoch
+        )
+        self._spawn(
+            connection.socket.close(CLOSE_REPLACED, "replaced by a newer connection"),
+            name=f"close-taken-over-{station_id}",
+        )
+
     def connected_station_ids(self) -> list[str]:
         return self._registry.station_ids()
 
@@ -244,10 +268,15 @@ class Gateway:
         payload: dict[str, Any],
         *,
         timeout: float | None = None,
+        epoch: int | None = None,
     ) -> dict[str, Any]:
-        """Send a CALL to a connected station and return its answer's payload."""
+        """Send a CALL to a connected station and return its answer's payload.
+
+        With ``epoch``, only to the link of that epoch: a caller that knew an
+        older link must not reach a newer one by accident, nor a stale one.
+        """
         connection = self._registry.get(station_id)
-        if connection is None:
+        if connection is None or (epoch is not None and connection.link.epoch != epoch):
             raise StationNotConnected(station_id)
         validator = get_validator(connection.link.version)
         validator.validate_request(action, payload)
@@ -478,10 +507,13 @@ class Gateway:
                         source_address=address,
                     )
                 outcome = await self._stations.mark_connected(
-                    station_id, ocpp_version=version.value
+                    station_id, ocpp_version=version.value, gateway=self.gateway_id
                 )
             connection.link.booted = outcome.booted
             connection.link.state = outcome.state
+            connection.link.epoch = outcome.epoch
+            if self._on_link is not None:
+                self._on_link(station_id, version, outcome.epoch)
             self._monitor.set_charging(
                 station_id, outcome.state is StationState.CHARGING
             )
@@ -545,9 +577,20 @@ class Gateway:
             # A newer connection may have registered while we waited.
             if self._registry.get(station_id) is not None:
                 return
+            if connection.link.epoch is None:
+                # Never stored as connected (the connect itself failed).
+                return
+            if self._on_link is not None:
+                self._on_link(station_id, None, connection.link.epoch)
             try:
-                outcome = await self._stations.mark_offline(station_id)
+                outcome = await self._stations.mark_offline(
+                    station_id, epoch=connection.link.epoch
+                )
             except StationNotFound:
+                return
+            except StaleOwner:
+                # A newer link, on another gateway, owns the station now.
+                connection.log.info("ocpp.connection.closed", superseded=True)
                 return
             except Exception as exc:
                 if not is_transient(exc):
@@ -645,6 +688,17 @@ class Gateway:
         )
         try:
             response = await handler(context, call.payload)
+        except StaleOwner:
+            # A newer link elsewhere owns the station: nothing of this one is
+            # stored, and the station, if it is still here, hears so by a close.
+            log.warning("ocpp.call.stale_owner")
+            self._spawn(
+                connection.socket.close(
+                    CLOSE_REPLACED, "replaced by a newer connection"
+                ),
+                name=f"close-stale-{link.station_id}",
+            )
+            return None
         except Exception as exc:
             if not is_transient(exc):
                 log.exception("ocpp.call.failed")

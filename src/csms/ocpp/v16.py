@@ -37,6 +37,7 @@ async def on_boot_notification(
             or payload.get("chargeBoxSerialNumber"),
             firmware_version=payload.get("firmwareVersion"),
         ),
+        epoch=ctx.link.epoch,
     )
     ctx.link.booted = True
     ctx.link.state = outcome.state
@@ -62,6 +63,7 @@ async def on_status_notification(
         connector_id=connector_id,
         status=payload["status"],
         error_code=payload.get("errorCode"),
+        epoch=ctx.link.epoch,
     )
     ctx.link.state = outcome.state
     ctx.log.info(

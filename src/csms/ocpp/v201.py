@@ -24,6 +24,7 @@ async def on_boot_notification(
             serial_number=station.get("serialNumber"),
             firmware_version=station.get("firmwareVersion"),
         ),
+        epoch=ctx.link.epoch,
     )
     ctx.link.booted = True
     ctx.link.state = outcome.state
@@ -49,6 +50,7 @@ async def on_status_notification(
         evse_id=payload["evseId"],
         connector_id=payload["connectorId"],
         status=payload["connectorStatus"],
+        epoch=ctx.link.epoch,
     )
     ctx.link.state = outcome.state
     ctx.log.info(

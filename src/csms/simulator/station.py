@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -768,7 +767,7 @@ SimulatedStation = SimulatedStation16 | SimulatedStation201
 
 @contextlib.asynccontextmanager
 async def run_station(
-    ocpp_url: str,
+    ocpp_url: str | Sequence[str],
     station_id: str,
     password: str,
     *,
@@ -777,14 +776,18 @@ async def run_station(
     boot: bool = True,
 ) -> Any:
     """Connect a simulated station, boot it, keep it heartbeating and connected;
-    yield it. The first connection's failure is raised; later ones are retried."""
+    yield it. The first connection's failure is raised; later ones are retried.
+
+    Several URLs are tried in turn, as a station falls back to its next
+    network profile: each failed attempt moves to the next one.
+    """
     # Its own copy: a test may change one station's options as it runs.
     options = replace(options) if options else SimulatorOptions()
     credentials = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+    urls = [ocpp_url] if isinstance(ocpp_url, str) else list(ocpp_url)
     link = ReconnectingLink(
-        functools.partial(
-            _connect,
-            f"{ocpp_url.rstrip('/')}/{station_id}",
+        _Endpoints(
+            [f"{url.rstrip('/')}/{station_id}" for url in urls],
             version=version,
             authorization=f"Basic {credentials}",
         )
@@ -809,6 +812,26 @@ async def run_station(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await link.close()
+
+
+class _Endpoints:
+    """Where the station connects: the current URL until it fails, then the next."""
+
+    def __init__(self, urls: list[str], *, version: str, authorization: str) -> None:
+        self._urls = urls
+        self._version = version
+        self._authorization = authorization
+        self._current = 0
+
+    async def __call__(self) -> ClientConnection:
+        url = self._urls[self._current % len(self._urls)]
+        try:
+            return await _connect(
+                url, version=self._version, authorization=self._authorization
+            )
+        except BaseException:
+            self._current += 1
+            raise
 
 
 async def _connect(url: str, *, version: str, authorization: str) -> ClientConnection:

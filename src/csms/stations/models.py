@@ -50,6 +50,10 @@ class Station(Base):
     boot_accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     connected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The gateway holding the station's link, and how many links it has had:
+    # a write or a call carrying an older epoch comes from a stale owner.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    owner_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
@@ -111,3 +115,18 @@ class StationEvent(Base):
     __table_args__ = (
         Index("ix_station_events_station_created", "station_id", "created_at"),
     )
+
+
+class GatewayLease(Base):
+    """A gateway process that is alive, as far as its last renewal says.
+
+    Each gateway renews its lease on a timer; the worker marks the stations of
+    a gateway whose lease ran out offline (it crashed, and its stations are
+    reconnecting elsewhere or not at all).
+    """
+
+    __tablename__ = "gateways"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)

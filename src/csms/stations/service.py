@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,10 +31,21 @@ from csms.stations.models import (
     LOWEST_SECURITY_PROFILE,
     STATION_ID_MAX_LENGTH,
     Connector,
+    GatewayLease,
     Station,
     StationEvent,
 )
-from csms.stations.state import ConnectorStatus, StationState, derive_station_state
+from csms.stations.state import StationState
+from csms.stations.writer import (
+    LinkOutcome,
+    StaleOwner,
+    StationWriter,
+    derive,
+)
+
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.stations")
+
+__all__ = ["LinkOutcome", "StaleOwner", "StationService"]
 
 # Station ids travel as the last URL path segment and as the Basic-auth user
 # name, where ':' would split the credentials: keep to a safe set.
@@ -55,14 +67,6 @@ class BootInfo:
     model: str
     serial_number: str | None
     firmware_version: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkOutcome:
-    """What the gateway needs to know after a station's link changed."""
-
-    state: StationState
-    booted: bool
 
 
 def validate_station_id(station_id: str) -> None:
@@ -101,6 +105,10 @@ class StationService:
         self._clock = clock
         # Told after each commit that changed what a dashboard shows.
         self._events = events or EventFeed()
+        # Link and state changes: group-committed, many stations per commit.
+        self._writer = StationWriter(
+            sessionmaker, clock=clock, publish=self._events.publish
+        )
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -239,40 +247,40 @@ class StationService:
     # -- the link -------------------------------------------------------------------
 
     async def mark_connected(
-        self, station_id: str, *, ocpp_version: str
+        self, station_id: str, *, ocpp_version: str, gateway: str = "local"
     ) -> LinkOutcome:
-        # TODO: one durable transaction per connect; in a reconnect storm of
-        # thousands these queue behind the pool and time out. Group commits
-        # (many links in one transaction) would make a storm cost a few commits.
-        async with self._sessionmaker() as session:
-            station = await _lock_station(session, station_id)
-            before = _visible_state(station)
-            now = self._clock.now()
+        """A link is open on ``gateway``: it becomes the station's owner, with
+        a new epoch (returned in the outcome) that fences every older link."""
+
+        def connect(_session: AsyncSession, station: Station, now: datetime) -> None:
             station.online = True
             station.ocpp_version = ocpp_version
             station.connected_at = now
             station.last_seen_at = now
-            outcome = await _refresh_state(session, station, now=now)
-            await session.commit()
-        self._publish_if_changed(before, station)
-        return outcome
+            station.owner = gateway
+            station.owner_epoch += 1
 
-    async def mark_offline(self, station_id: str) -> LinkOutcome:
-        """The link is gone (socket closed, or silent past its window)."""
-        async with self._sessionmaker() as session:
-            station = await _lock_station(session, station_id)
-            before = _visible_state(station)
+        return await self._writer.submit(station_id, connect)
+
+    async def mark_offline(
+        self, station_id: str, *, epoch: int | None = None
+    ) -> LinkOutcome:
+        """The link is gone (socket closed, or silent past its window).
+
+        With ``epoch``, only while that link still owns the station: a link
+        that a newer one superseded raises :class:`StaleOwner` and changes
+        nothing.
+        """
+
+        def disconnect(_: AsyncSession, station: Station, _now: datetime) -> None:
             station.online = False
-            outcome = await _refresh_state(session, station, now=self._clock.now())
-            await session.commit()
-        self._publish_if_changed(before, station)
-        return outcome
 
-    async def accept_boot(self, station_id: str, boot: BootInfo) -> LinkOutcome:
-        async with self._sessionmaker() as session:
-            station = await _lock_station(session, station_id)
-            before = _visible_state(station)
-            now = self._clock.now()
+        return await self._writer.submit(station_id, disconnect, epoch=epoch)
+
+    async def accept_boot(
+        self, station_id: str, boot: BootInfo, *, epoch: int | None = None
+    ) -> LinkOutcome:
+        def booted(session: AsyncSession, station: Station, now: datetime) -> None:
             station.vendor = boot.vendor
             station.model = boot.model
             station.serial_number = boot.serial_number
@@ -281,7 +289,7 @@ class StationService:
             station.last_seen_at = now
             session.add(
                 StationEvent(
-                    station_id=station_id,
+                    station_id=station.id,
                     kind="boot",
                     security=False,
                     details={
@@ -292,10 +300,8 @@ class StationService:
                     created_at=now,
                 )
             )
-            outcome = await _refresh_state(session, station, now=now)
-            await session.commit()
-        self._publish_if_changed(before, station)
-        return outcome
+
+        return await self._writer.submit(station_id, booted, epoch=epoch)
 
     async def update_connector(
         self,
@@ -305,34 +311,30 @@ class StationService:
         connector_id: int,
         status: str,
         error_code: str | None = None,
+        epoch: int | None = None,
     ) -> LinkOutcome:
-        async with self._sessionmaker() as session:
-            station = await _lock_station(session, station_id)
-            before = _visible_state(station)
-            now = self._clock.now()
-            connector = await session.get(
-                Connector, (station_id, evse_id, connector_id)
-            )
-            if connector is None:
-                session.add(
-                    Connector(
-                        station_id=station_id,
-                        evse_id=evse_id,
-                        connector_id=connector_id,
-                        status=status,
-                        error_code=error_code,
-                        updated_at=now,
-                    )
+        def reported(_session: AsyncSession, station: Station, now: datetime) -> None:
+            for connector in station.connectors:
+                if (connector.evse_id, connector.connector_id) == (
+                    evse_id,
+                    connector_id,
+                ):
+                    connector.status = status
+                    connector.error_code = error_code
+                    connector.updated_at = now
+                    return
+            station.connectors.append(
+                Connector(
+                    station_id=station.id,
+                    evse_id=evse_id,
+                    connector_id=connector_id,
+                    status=status,
+                    error_code=error_code,
+                    updated_at=now,
                 )
-            else:
-                connector.status = status
-                connector.error_code = error_code
-                connector.updated_at = now
-            await session.flush()
-            outcome = await _refresh_state(session, station, now=now)
-            await session.commit()
-        self._publish_if_changed(before, station)
-        return outcome
+            )
+
+        return await self._writer.submit(station_id, reported, epoch=epoch)
 
     async def record_last_seen(self, seen: Mapping[str, datetime]) -> None:
         """Store many stations' last-seen times in one statement (batched liveness)."""
@@ -355,25 +357,69 @@ class StationService:
             )
             await session.commit()
 
-    async def mark_all_offline(self) -> int:
-        """At start-up no station is connected yet, whatever the rows say."""
+    async def mark_all_offline(self, *, owner: str | None = None) -> int:
+        """No link is open, whatever the rows say: at start-up of the only
+        gateway (every station), or of one gateway among several (``owner``:
+        the stations it held before it stopped)."""
+        query = (
+            select(Station)
+            .where(Station.online.is_(True))
+            .options(selectinload(Station.connectors))
+        )
+        if owner is not None:
+            query = query.where(Station.owner == owner)
         async with self._sessionmaker() as session:
-            stations = (
-                await session.scalars(
-                    select(Station)
-                    .where(Station.online.is_(True))
-                    .options(selectinload(Station.connectors))
-                )
-            ).all()
+            stations = (await session.scalars(query.with_for_update())).all()
             now = self._clock.now()
             for station in stations:
                 station.online = False
-                station.state = _derive(station).value
+                station.state = derive(station).value
                 station.updated_at = now
             await session.commit()
         for station in stations:
             self._events.publish(station_changed(station))
         return len(stations)
+
+    # -- gateways -------------------------------------------------------------------
+
+    async def renew_gateway_lease(self, gateway: str, *, started: bool = False) -> None:
+        """A gateway says it is alive (``started``: it has just started)."""
+        now = self._clock.now()
+        async with self._sessionmaker() as session:
+            lease = await session.get(GatewayLease, gateway)
+            if lease is None:
+                session.add(GatewayLease(id=gateway, started_at=now, seen_at=now))
+            else:
+                lease.seen_at = now
+                if started:
+                    lease.started_at = now
+            await session.commit()
+
+    async def end_gateway_lease(self, gateway: str) -> None:
+        async with self._sessionmaker() as session:
+            lease = await session.get(GatewayLease, gateway)
+            if lease is not None:
+                await session.delete(lease)
+                await session.commit()
+
+    async def release_lapsed_gateways(self, *, lapse: timedelta) -> int:
+        """Mark offline the stations of gateways whose lease ran out: they
+        crashed, and their stations reconnect elsewhere (a new owner) or not."""
+        cutoff = self._clock.now() - lapse
+        async with self._sessionmaker() as session:
+            lapsed = (
+                await session.scalars(
+                    select(GatewayLease.id).where(GatewayLease.seen_at < cutoff)
+                )
+            ).all()
+        released = 0
+        for gateway in lapsed:
+            released += await self.mark_all_offline(owner=gateway)
+            await self.end_gateway_lease(gateway)
+            logger.warning(
+                "stations.gateway.lapsed", gateway=gateway, stations_released=released
+            )
+        return released
 
     # -- audit --------------------------------------------------------------------
 
@@ -417,60 +463,9 @@ class StationService:
                 )
             ).all()
 
-    def _publish_if_changed(self, before: _VisibleState, station: Station) -> None:
-        if _visible_state(station) != before:
-            self._events.publish(station_changed(station))
-
-
-_VisibleState = tuple[str, bool, tuple[tuple[int, int, str], ...]]
-
-
-def _visible_state(station: Station) -> _VisibleState:
-    """What a dashboard shows of a station: its state, link and connectors."""
-    return (
-        station.state,
-        station.online,
-        tuple((c.evse_id, c.connector_id, c.status) for c in station.connectors),
-    )
-
 
 def _check_password(password: str) -> None:
     try:
         validate_password(password)
     except InvalidPassword as exc:
         raise InvalidInput(str(exc)) from exc
-
-
-async def _lock_station(session: AsyncSession, station_id: str) -> Station:
-    # FOR UPDATE serialises state changes of one station on PostgreSQL (SQLite
-    # serialises all writers anyway), so two messages never derive from stale rows.
-    station = await session.scalar(
-        select(Station)
-        .where(Station.id == station_id)
-        .options(selectinload(Station.connectors))
-        .with_for_update()
-    )
-    if station is None:
-        raise StationNotFound(station_id)
-    return station
-
-
-async def _refresh_state(
-    session: AsyncSession, station: Station, *, now: datetime
-) -> LinkOutcome:
-    await session.refresh(station, ["connectors"])
-    state = _derive(station)
-    station.state = state.value
-    station.updated_at = now
-    return LinkOutcome(state=state, booted=station.boot_accepted_at is not None)
-
-
-def _derive(station: Station) -> StationState:
-    return derive_station_state(
-        online=station.online,
-        booted=station.boot_accepted_at is not None,
-        connectors=[
-            ConnectorStatus(c.evse_id, c.connector_id, c.status)
-            for c in station.connectors
-        ],
-    )

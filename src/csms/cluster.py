@@ -1,0 +1,427 @@
+"""Roles in several processes, joined by the bus.
+
+A gateway holds stations' sockets; the api and the worker do not. What crosses
+between them:
+
+- **links** (``<cluster>.stations.links``): a gateway announces each link it takes
+  (station, gateway, owner epoch, OCPP version) and lets go. Every process keeps
+  a map of who owns which station from it; a gateway that sees a newer epoch
+  for a station it holds closes its stale link.
+- **calls** (``<cluster>.gateway.<id>.call``): the api (or the worker) asks the
+  owning gateway to send a CALL to a station and gets the station's answer, or
+  the reason there is none. A request nobody takes means the gateway is gone:
+  the station counts as not connected, at once, not after a timeout.
+- **events** (``<cluster>.events``): what each process's event feed publishes
+  (station changed, record changed) is relayed to the others, so that the
+  operator dashboard served by the api shows what gateways see.
+
+The database stays the truth: the owner and its epoch are stored with the
+station (and written in the same transaction as the link), so a process that
+starts late reads the owners from there and then follows the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from csms.bus import (
+    Bus,
+    BusTimeout,
+    BusUnavailable,
+    NoResponders,
+    ResponderFailed,
+    Subscription,
+)
+from csms.events import Event, EventFeed
+from csms.observability.metrics import Metrics
+from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
+from csms.ocpp.framing import CallError, ErrorKind, OcppVersion
+from csms.ocpp.gateway import Gateway
+from csms.ocpp.validation import SchemaViolation
+from csms.stations.models import Station
+
+logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.cluster")
+
+
+class Role(StrEnum):
+    GATEWAY = "gateway"
+    API = "api"
+    WORKER = "worker"
+    ALL = "all"
+
+
+def is_in_process(bus_url: str) -> bool:
+    """Whether the bus URL names the in-process bus (no broker)."""
+    return bus_url in ("", "memory://") or bus_url.startswith("memory:")
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """The bus subjects of one cluster (``cluster_name``, "csms" by default)."""
+
+    cluster: str = "csms"
+
+    @property
+    def links(self) -> str:
+        return f"{self.cluster}.stations.links"
+
+    @property
+    def events(self) -> str:
+        return f"{self.cluster}.events"
+
+    def calls(self, gateway_id: str) -> str:
+        return f"{self.cluster}.gateway.{gateway_id}.call"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    gateway: str
+    epoch: int
+    version: OcppVersion
+
+
+class GatewayNode:
+    """A gateway on the bus: answers calls for its stations, announces its
+    links, and closes a link another gateway has taken since."""
+
+    def __init__(self, gateway: Gateway, bus: Bus, *, subjects: Subjects) -> None:
+        self._gateway = gateway
+        self._bus = bus
+        self._subjects = subjects
+        self._subscriptions: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._subscriptions.append(
+            await self._bus.serve(
+                self._subjects.calls(self._gateway.gateway_id), self._answer_call
+            )
+        )
+        self._subscriptions.append(
+            await self._bus.subscribe(self._subjects.links, self._on_link_message)
+        )
+
+    async def stop(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.cancel()
+        self._subscriptions.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def announce(
+        self, station_id: str, version: OcppVersion | None, epoch: int
+    ) -> None:
+        """The gateway's link hook: publish that a link opened or closed."""
+        message = orjson.dumps(
+            {
+                "station": station_id,
+                "gateway": self._gateway.gateway_id,
+                "epoch": epoch,
+                "version": None if version is None else version.value,
+            }
+        )
+        task = asyncio.create_task(self._publish(message), name="announce-link")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, message: bytes) -> None:
+        try:
+            await self._bus.publish(self._subjects.links, message)
+        except Exception as exc:
+            # Others still find the owner in the database; the announcement
+            # only spares them the lookup.
+            logger.warning("cluster.link.announce_failed", error=repr(exc))
+
+    async def _on_link_message(self, data: bytes) -> None:
+        link = orjson.loads(data)
+        if link["gateway"] == self._gateway.gateway_id or link["version"] is None:
+            return
+        self._gateway.taken_over(link["station"], int(link["epoch"]))
+
+    async def _answer_call(self, data: bytes) -> bytes:
+        request = orjson.loads(data)
+        station_id = request["station"]
+        action = request["action"]
+        try:
+            answer = await self._gateway.call(
+                station_id,
+                action,
+                request["payload"],
+                timeout=request["timeout"],
+                epoch=request.get("epoch"),
+            )
+        except StationNotConnected:
+            return orjson.dumps({"error": "not_connected"})
+        except CallTimeout:
+            return orjson.dumps({"error": "timeout"})
+        except CallFailed as exc:
+            return orjson.dumps(
+                {
+                    "error": "call_error",
+                    "code": exc.code,
+                    "description": exc.description,
+                }
+            )
+        except SchemaViolation as exc:
+            return orjson.dumps(
+                {
+                    "error": "invalid",
+                    "kind": exc.kind.value,
+                    "description": exc.description,
+                }
+            )
+        return orjson.dumps({"ok": answer})
+
+
+class RemoteCommands:
+    """Reaches stations through whichever gateway owns them, over the bus.
+
+    The same face as the in-process gateway (``version_of`` and ``call``), for
+    the api and the worker when the gateways run in other processes.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        subjects: Subjects,
+        margin: float,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._bus = bus
+        self._subjects = subjects
+        self._sessionmaker = sessionmaker
+        self._margin = margin
+        self._metrics = metrics
+        self._owners: dict[str, Owner] = {}
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        # Follow the bus first, then read the database: a link announced in
+        # between is seen by both, and the higher epoch wins either way.
+        self._subscription = await self._bus.subscribe(
+            self._subjects.links, self._on_link_message
+        )
+        async with self._sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(
+                        Station.id,
+                        Station.owner,
+                        Station.owner_epoch,
+                        Station.ocpp_version,
+                    ).where(Station.online.is_(True), Station.owner.is_not(None))
+                )
+            ).all()
+        for station_id, gateway, epoch, version in rows:
+            if version is not None:
+                owner = Owner(str(gateway), int(epoch), OcppVersion(version))
+                self._learn(station_id, owner)
+        logger.info("cluster.owners.loaded", stations=len(self._owners))
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None
+
+    def owners(self) -> list[Owner]:
+        return list(self._owners.values())
+
+    def owner_of(self, station_id: str) -> Owner | None:
+        return self._owners.get(station_id)
+
+    def version_of(self, station_id: str) -> OcppVersion | None:
+        owner = self._owners.get(station_id)
+        return None if owner is None else owner.version
+
+    async def call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return await self._call(station_id, action, payload, timeout=timeout)
+        except (CallTimeout, CallFailed, StationNotConnected) as exc:
+            if self._metrics is not None:
+                self._metrics.count_station_call_failure(action, failure_reason(exc))
+            raise
+
+    async def _call(
+        self,
+        station_id: str,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        owner = self._owners.get(station_id)
+        if owner is None:
+            raise StationNotConnected(station_id)
+        wait = timeout if timeout is not None else 30.0
+        request = orjson.dumps(
+            {
+                "station": station_id,
+                "epoch": owner.epoch,
+                "action": action,
+                "payload": payload,
+                "timeout": wait,
+            }
+        )
+        try:
+            data = await self._bus.request(
+                self._subjects.calls(owner.gateway),
+                request,
+                timeout=wait + self._margin,
+            )
+        except NoResponders as exc:
+            # The gateway is gone; its stations reconnect elsewhere.
+            self._forget(station_id, owner)
+            raise StationNotConnected(station_id) from exc
+        except BusTimeout as exc:
+            raise CallTimeout(action, wait) from exc
+        except BusUnavailable as exc:
+            # TODO: the caller hears "not connected" while the broker is down;
+            # a distinct 503 would tell an operator the truth sooner.
+            logger.warning("cluster.call.bus_unavailable", action=action)
+            raise StationNotConnected(station_id) from exc
+        except ResponderFailed as exc:
+            # Our own bug on the gateway (its log has the traceback).
+            logger.error("cluster.call.gateway_failed", action=action, error=str(exc))
+            raise CallFailed(
+                action,
+                CallError(
+                    message_id="",
+                    code="InternalError",
+                    description="the gateway failed",
+                    details={},
+                ),
+            ) from exc
+        answer = orjson.loads(data)
+        if "ok" in answer:
+            return dict(answer["ok"])
+        error = answer.get("error")
+        if error == "timeout":
+            raise CallTimeout(action, wait)
+        if error == "call_error":
+            raise CallFailed(
+                action,
+                CallError(
+                    message_id="",
+                    code=str(answer.get("code", "")),
+                    description=str(answer.get("description", "")),
+                    details={},
+                ),
+            )
+        if error == "invalid":
+            raise SchemaViolation(
+                ErrorKind(answer["kind"]), str(answer.get("description", ""))
+            )
+        raise StationNotConnected(station_id)
+
+    async def _on_link_message(self, data: bytes) -> None:
+        link = orjson.loads(data)
+        station_id = link["station"]
+        epoch = int(link["epoch"])
+        if link["version"] is None:
+            current = self._owners.get(station_id)
+            if current is not None and current.epoch <= epoch:
+                del self._owners[station_id]
+            return
+        self._learn(
+            station_id, Owner(link["gateway"], epoch, OcppVersion(link["version"]))
+        )
+
+    def _learn(self, station_id: str, owner: Owner) -> None:
+        current = self._owners.get(station_id)
+        if current is None or current.epoch <= owner.epoch:
+            self._owners[station_id] = owner
+
+    def _forget(self, station_id: str, owner: Owner) -> None:
+        if self._owners.get(station_id) == owner:
+            del self._owners[station_id]
+
+
+def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, CallTimeout):
+        return "timeout"
+    if isinstance(exc, CallFailed):
+        return "call_error"
+    return "not_connected"
+
+
+class EventRelay:
+    """Carries this process's events to the others, and theirs into its feed."""
+
+    def __init__(
+        self, events: EventFeed, bus: Bus, *, subjects: Subjects, receive: bool
+    ) -> None:
+        self._events = events
+        self._bus = bus
+        self._subject = subjects.events
+        self._receive = receive
+        self._origin = uuid.uuid4().hex
+        # Events this relay puts into the feed must not be sent back out.
+        self._injecting = False
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self._sender: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self.dropped = 0
+
+    async def start(self) -> None:
+        self._events.add_listener(self._on_local_event)
+        self._sender = asyncio.create_task(self._send(), name="event-relay")
+        if self._receive:
+            self._subscription = await self._bus.subscribe(
+                self._subject, self._on_remote_event
+            )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    def _on_local_event(self, event: Event) -> None:
+        if self._injecting:
+            return
+        message = orjson.dumps(
+            {"origin": self._origin, "kind": event.kind, "data": event.data}
+        )
+        try:
+            self._outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            # Pages refetch on reconnect; an event is a hint, never the truth.
+            self.dropped += 1
+
+    async def _send(self) -> None:
+        while True:
+            message = await self._outbox.get()
+            try:
+                await self._bus.publish(self._subject, message)
+            except Exception as exc:
+                self.dropped += 1
+                logger.warning("cluster.event.relay_failed", error=repr(exc))
+
+    async def _on_remote_event(self, data: bytes) -> None:
+        message = orjson.loads(data)
+        if message.get("origin") == self._origin:
+            return
+        self._injecting = True
+        try:
+            self._events.publish(Event(kind=message["kind"], data=message["data"]))
+        finally:
+            self._injecting = False
