@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common import sampled_values_16
 from ocpp import messages as ocpp_messages
 
 from csms.ocpp.framing import Call, OcppVersion, encode_call, encode_result, parse_frame
@@ -46,31 +47,6 @@ class Case:
     action: str
     payload: dict[str, Any]
     response: dict[str, Any]
-
-
-def _sampled_values_16() -> list[dict[str, str]]:
-    readings = [
-        ("Energy.Active.Import.Register", "Wh", None, "12345.6"),
-        ("Power.Active.Import", "W", None, "11040"),
-        ("Current.Import", "A", "L1", "16.0"),
-        ("Current.Import", "A", "L2", "16.1"),
-        ("Current.Import", "A", "L3", "15.9"),
-        ("Voltage", "V", "L1-N", "230.1"),
-        ("SoC", "Percent", None, "54"),
-    ]
-    sampled = []
-    for measurand, unit, phase, value in readings:
-        entry = {
-            "value": value,
-            "context": "Sample.Periodic",
-            "measurand": measurand,
-            "location": "Outlet",
-            "unit": unit,
-        }
-        if phase is not None:
-            entry["phase"] = phase
-        sampled.append(entry)
-    return sampled
 
 
 CASES = [
@@ -120,7 +96,7 @@ CASES = [
             "connectorId": 1,
             "transactionId": 42,
             "meterValue": [
-                {"timestamp": TIMESTAMP, "sampledValue": _sampled_values_16()}
+                {"timestamp": TIMESTAMP, "sampledValue": sampled_values_16("12345.6")}
             ],
         },
         {},
