@@ -65,6 +65,7 @@ from csms.customers.service import (
     AuthorizationStatus,
     CustomerService,
     TokenAuthorization,
+    only_car_id,
 )
 from csms.events import EventFeed, charge_changed, charge_failed, charges_expired
 from csms.faults import crash_point
@@ -961,9 +962,7 @@ class ChargingService:
         """A charge started at the station (an RFID card, no app)."""
         now = self._clock.now()
         car_id = (
-            await self._customers.only_car_id(customer_id)
-            if customer_id is not None
-            else None
+            await only_car_id(session, customer_id) if customer_id is not None else None
         )
         record = ChargeDetailRecord(
             id=new_record_id(now),
@@ -1028,9 +1027,7 @@ class ChargingService:
         Finished at once, so that it never holds its connector."""
         now = self._clock.now()
         car_id = (
-            await self._customers.only_car_id(customer_id)
-            if customer_id is not None
-            else None
+            await only_car_id(session, customer_id) if customer_id is not None else None
         )
         record = ChargeDetailRecord(
             id=new_record_id(now),

@@ -402,12 +402,7 @@ class CustomerService:
     async def only_car_id(self, customer_id: int) -> int | None:
         """The id of the customer's car if they have exactly one, else None."""
         async with self._sessionmaker() as session:
-            car_ids = (
-                await session.scalars(
-                    select(Car.id).where(Car.customer_id == customer_id).limit(2)
-                )
-            ).all()
-        return car_ids[0] if len(car_ids) == 1 else None
+            return await only_car_id(session, customer_id)
 
     async def add_car(
         self,
@@ -521,3 +516,15 @@ def _check_battery_capacity(capacity_kwh: float | None) -> float | None:
             f"{BATTERY_CAPACITY_MAX_KWH:g} kWh."
         )
     return capacity_kwh
+
+
+async def only_car_id(session: AsyncSession, customer_id: int) -> int | None:
+    """The id of the customer's car if they have exactly one, else None; in the
+    caller's transaction (a second connection while it holds one could wait for
+    ever on a full pool)."""
+    car_ids = (
+        await session.scalars(
+            select(Car.id).where(Car.customer_id == customer_id).limit(2)
+        )
+    ).all()
+    return car_ids[0] if len(car_ids) == 1 else None

@@ -3,10 +3,20 @@ record is the card owner's, and a card nobody knows is recorded all the same."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 from ocpp.v16 import call as call16
 
+from csms.app import Csms
+from csms.charging.journal import Received
+from csms.charging.service import ChargingService
+from csms.customers.service import CustomerService
+from csms.db.engine import create_engine, create_sessionmaker
+from csms.ocpp.framing import OcppVersion
+from csms.settings import Settings
 from csms.simulator.station import V16, V201, run_station
 
 from conftest import RegisteredStation
@@ -163,3 +173,57 @@ async def test_a_repeated_16_start_transaction_gets_the_same_transaction_id(
     assert [record["transaction_id"] for record in listed] == [
         str(first.transaction_id)
     ]
+
+
+async def test_local_starts_need_one_connection_each_however_many_at_once(
+    csms: Csms,
+    station: RegisteredStation,
+    anonymous_http: httpx.AsyncClient,
+    settings: Settings,
+) -> None:
+    # A start holds one connection for its transaction; had it asked for a
+    # second one meanwhile, starts as many as the pool's connections would
+    # each hold one and wait for ever on the next. One connection for all:
+    customer = await register_customer(anonymous_http)
+    car_id = await customer.add_car()
+    engine = create_engine(
+        settings.database_url, pool_size=1, max_overflow=0, pool_timeout=5
+    )
+    sessionmaker = create_sessionmaker(engine)
+    charging = ChargingService(
+        sessionmaker,
+        clock=csms.clock,
+        customers=CustomerService(sessionmaker, clock=csms.clock, settings=settings),
+        stations=csms.stations,
+        commands=csms.charging._commands,  # never used by a local start
+        start_timeout=timedelta(seconds=60),
+        call_timeout=timedelta(seconds=5),
+    )
+    now = datetime.now(UTC)
+
+    async def start(connector_id: int) -> int:
+        outcome = await charging.start_transaction_16(
+            station.station_id,
+            connector_id=connector_id,
+            id_tag=customer.id_token,
+            meter_start=0,
+            timestamp=now,
+            received=Received(
+                message_id=f"start-{connector_id}",
+                version=OcppVersion.V16,
+                payload={"connectorId": connector_id},
+                received_at=now,
+            ),
+        )
+        return outcome.transaction_id
+
+    try:
+        async with asyncio.timeout(20):
+            transaction_ids = await asyncio.gather(*(start(n) for n in range(1, 7)))
+    finally:
+        await engine.dispose()
+
+    assert len(set(transaction_ids)) == 6
+    listed = (await customer.get(RECORDS)).json()["items"]
+    assert sorted(record["evse_id"] for record in listed) == [1, 2, 3, 4, 5, 6]
+    assert {record["car_id"] for record in listed} == {car_id}
