@@ -40,9 +40,6 @@ DEFAULT_INTERVAL = timedelta(minutes=5)
 DEFAULT_PENDING_LIMIT = 200_000
 # Charges whose last sample time is remembered; the oldest is forgotten first.
 DEFAULT_TRACKED_LIMIT = 200_000
-# Five columns a row: far below the bind-parameter limits of asyncpg (32,767)
-# and SQLite (32,766).
-ROWS_PER_INSERT = 1_000
 
 POWER = "Power.Active.Import"
 STATE_OF_CHARGE = "SoC"
@@ -177,12 +174,11 @@ class MeterSampleWriter:
             return 0
         try:
             async with self._sessionmaker() as session:
-                for start in range(0, len(batch), ROWS_PER_INSERT):
-                    await session.execute(
-                        _insert_ignoring_repeats(
-                            session, batch[start : start + ROWS_PER_INSERT]
-                        )
-                    )
+                # One statement, many parameter sets: SQLAlchemy sends them as
+                # multi-row INSERTs of a cached statement (insertmanyvalues).
+                await session.execute(
+                    _insert_ignoring_repeats(session), [_row(s) for s in batch]
+                )
                 await session.commit()
         except (SQLAlchemyError, OSError) as exc:
             if not is_transient(exc):
@@ -217,22 +213,22 @@ class MeterSampleWriter:
             self.dropped += 1
 
 
-def _insert_ignoring_repeats(session: AsyncSession, batch: list[Sample]) -> Any:
+def _insert_ignoring_repeats(session: AsyncSession) -> Any:
     # A sample already stored (a reading sent again after a restart of ours)
     # is the same sample: the primary key (record, time) keeps one.
-    rows = [
-        {
-            "record_id": sample.record_id,
-            "sampled_at": sample.sampled_at,
-            "meter_wh": sample.meter_wh,
-            "power_w": sample.power_w,
-            "soc_percent": sample.soc_percent,
-        }
-        for sample in batch
-    ]
     if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(MeterSample).values(rows).on_conflict_do_nothing()
-    return sqlite.insert(MeterSample).values(rows).on_conflict_do_nothing()
+        return postgresql.insert(MeterSample).on_conflict_do_nothing()
+    return sqlite.insert(MeterSample).on_conflict_do_nothing()
+
+
+def _row(sample: Sample) -> dict[str, Any]:
+    return {
+        "record_id": sample.record_id,
+        "sampled_at": sample.sampled_at,
+        "meter_wh": sample.meter_wh,
+        "power_w": sample.power_w,
+        "soc_percent": sample.soc_percent,
+    }
 
 
 def _total_of(
