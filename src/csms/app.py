@@ -129,7 +129,11 @@ class Csms:
             self.bus = connect_bus(settings.bus_url)
         subjects = Subjects(settings.cluster_name)
         self.clock = clock or SystemClock()
-        self.engine = engine or create_engine(settings.database_url)
+        self.engine = engine or create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         sessionmaker = create_sessionmaker(self.engine)
         # What changed, after commit: live pages and metrics subscribe.
         self.events = EventFeed()

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_DATABASE_PATH}"
+    # Connections this process keeps to the database, and how many more it may
+    # open under load. `--gateways N` splits them over its gateway processes.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -72,6 +73,11 @@ class GatewayProcesses:
         environment = dict(os.environ)
         environment["CSMS_GATEWAY_ID"] = child.gateway_id
         environment["CSMS_OCPP_REUSE_PORT"] = "true"
+        # The gateways share one pool budget: N full pools would pass
+        # PostgreSQL's connection limit (100 by default) and shut stations out.
+        pool_size, max_overflow = gateway_pool(self._settings, len(self._children))
+        environment["CSMS_DATABASE_POOL_SIZE"] = str(pool_size)
+        environment["CSMS_DATABASE_MAX_OVERFLOW"] = str(max_overflow)
         command = [sys.executable, "-m", "csms", "serve", "--role", "gateway"]
         if self._log_format is not None:
             command += ["--log-format", self._log_format.value]
@@ -134,3 +140,12 @@ class GatewayProcesses:
                 logger.warning("supervisor.gateway.killed", pid=process.pid)
                 process.kill()
                 await asyncio.to_thread(process.wait)
+
+
+def gateway_pool(settings: Settings, gateways: int) -> tuple[int, int]:
+    """Each of ``gateways`` processes' share of the configured pool: its size
+    (at least 2: the group-commit writer and one message) and its overflow."""
+    return (
+        max(2, math.ceil(settings.database_pool_size / gateways)),
+        math.ceil(settings.database_max_overflow / gateways),
+    )

@@ -120,6 +120,12 @@ class RecordFilter:
     flagged: bool | None = None
 
 
+# TODO: a transaction message costs 3-6 ms of CPU here (bench_messages): up to
+# ten ORM statements in one transaction, each ~300 µs of SQLAlchemy, greenlet
+# and driver work. The world's steady state (~860 meter values and ~56 starts
+# or stops a second) needs about a tenth of that: Core statements with fewer
+# round trips (the journal insert and record update in one statement), and
+# no lookups a message does not need.
 # TODO: transaction messages are not fenced by the station's owner epoch: one
 # arriving on a link a newer one superseded is journaled and applied like a
 # resend (matched by business key, never counted twice), where a fenced write
