@@ -72,6 +72,11 @@ def is_connection_lost(error: BaseException) -> bool:
     for cause in _causes(error):
         if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
             return True
+        # TimeoutError is an OSError, but a timeout says slow (a busy pool, a
+        # long lock), not gone: closing every station for it would turn a
+        # busy minute into a reconnect storm.
+        if isinstance(cause, TimeoutError):
+            continue
         if isinstance(cause, _CONNECTION_ERRORS):
             return True
     return False

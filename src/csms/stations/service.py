@@ -351,9 +351,11 @@ class StationService:
         )
         async with self._sessionmaker() as session:
             connection = await session.connection()
+            # In id order, as every writer of many station rows locks them:
+            # two batches locking in different orders deadlock each other.
             await connection.execute(
                 statement,
-                [{"station_id": key, "seen_at": value} for key, value in seen.items()],
+                [{"station_id": key, "seen_at": seen[key]} for key in sorted(seen)],
             )
             await session.commit()
 
@@ -369,7 +371,9 @@ class StationService:
         if owner is not None:
             query = query.where(Station.owner == owner)
         async with self._sessionmaker() as session:
-            stations = (await session.scalars(query.with_for_update())).all()
+            stations = (
+                await session.scalars(query.order_by(Station.id).with_for_update())
+            ).all()
             now = self._clock.now()
             for station in stations:
                 station.online = False

@@ -46,6 +46,12 @@ def test_a_lock_timeout_is_transient_but_no_outage() -> None:
     assert not is_connection_lost(error)
 
 
+def test_a_timeout_is_transient_but_no_outage() -> None:
+    # Builtin TimeoutError is an OSError; it still means slow, not gone.
+    assert is_transient(TimeoutError())
+    assert not is_connection_lost(TimeoutError())
+
+
 def test_a_refused_connection_is_an_outage() -> None:
     assert is_connection_lost(ConnectionRefusedError(111, "refused"))
 
