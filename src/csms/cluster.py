@@ -23,6 +23,7 @@ starts late reads the owners from there and then follows the bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -50,6 +51,11 @@ from csms.ocpp.validation import SchemaViolation
 from csms.stations.models import Station
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.cluster")
+
+# Link announcements waiting to go out; beyond, new ones are dropped (counted).
+ANNOUNCE_BACKLOG = 50_000
+# How long a stopping gateway keeps sending the links it closed.
+STOP_GRACE = 5.0
 
 
 class Role(StrEnum):
@@ -98,9 +104,19 @@ class GatewayNode:
         self._bus = bus
         self._subjects = subjects
         self._subscriptions: list[Subscription] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Announcements go out one after another from one task: a connect
+        # storm of thousands would otherwise wait on the bus's few connections
+        # all at once, and time out.
+        self._announcements: asyncio.Queue[bytes | None] = asyncio.Queue(
+            maxsize=ANNOUNCE_BACKLOG
+        )
+        self._announcer: asyncio.Task[None] | None = None
+        self.dropped_announcements = 0
 
     async def start(self) -> None:
+        self._announcer = asyncio.create_task(
+            self._send_announcements(), name="announce-links"
+        )
         self._subscriptions.append(
             await self._bus.serve(
                 self._subjects.calls(self._gateway.gateway_id), self._answer_call
@@ -114,8 +130,15 @@ class GatewayNode:
         for subscription in self._subscriptions:
             await subscription.cancel()
         self._subscriptions.clear()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._announcer is not None:
+            # The links the gateway closed as it stopped go out first.
+            with contextlib.suppress(asyncio.QueueFull):
+                self._announcements.put_nowait(None)
+            done, _ = await asyncio.wait({self._announcer}, timeout=STOP_GRACE)
+            if not done:
+                self._announcer.cancel()
+                await asyncio.gather(self._announcer, return_exceptions=True)
+            self._announcer = None
 
     def announce(
         self, station_id: str, version: OcppVersion | None, epoch: int
@@ -129,17 +152,19 @@ class GatewayNode:
                 "version": None if version is None else version.value,
             }
         )
-        task = asyncio.create_task(self._publish(message), name="announce-link")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _publish(self, message: bytes) -> None:
         try:
-            await self._bus.publish(self._subjects.links, message)
-        except Exception as exc:
+            self._announcements.put_nowait(message)
+        except asyncio.QueueFull:
             # Others still find the owner in the database; the announcement
             # only spares them the lookup.
-            logger.warning("cluster.link.announce_failed", error=repr(exc))
+            self.dropped_announcements += 1
+
+    async def _send_announcements(self) -> None:
+        while (message := await self._announcements.get()) is not None:
+            try:
+                await self._bus.publish(self._subjects.links, message)
+            except Exception as exc:
+                logger.warning("cluster.link.announce_failed", error=repr(exc))
 
     async def _on_link_message(self, data: bytes) -> None:
         link = orjson.loads(data)
