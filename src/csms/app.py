@@ -135,6 +135,14 @@ class Csms:
             max_overflow=settings.database_max_overflow,
         )
         sessionmaker = create_sessionmaker(self.engine)
+        # Two connections of their own for the gateway's lease and the health
+        # probe: a pool saturated by a storm must not make a live gateway look
+        # dead or its database look gone.
+        self._control_engine = (
+            create_engine(settings.database_url, pool_size=1, max_overflow=1)
+            if engine is None and self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
         # What changed, after commit: live pages and metrics subscribe.
         self.events = EventFeed()
         # TODO: per process, served by the api role only: with roles split the
@@ -142,7 +150,10 @@ class Csms:
         self.metrics = Metrics()
         self.metrics.watch(self.events)
         self.stations = StationService(
-            sessionmaker, clock=self.clock, events=self.events
+            sessionmaker,
+            clock=self.clock,
+            events=self.events,
+            leases=create_sessionmaker(self._control_engine),
         )
         token = settings.operator_bootstrap_token
         self.operators = OperatorService(
@@ -204,7 +215,7 @@ class Csms:
         )
         # Whether the database answers: the gateway refuses stations while not.
         self.database = DatabaseHealth(
-            self.engine, interval=settings.database_probe_interval
+            self._control_engine, interval=settings.database_probe_interval
         )
         self.gateway = Gateway(
             settings=settings,
@@ -450,6 +461,8 @@ class Csms:
         if self.bus is not None:
             await self.bus.close()
         await self.engine.dispose()
+        if self._control_engine is not self.engine:
+            await self._control_engine.dispose()
         logger.info("csms.stopped")
 
 

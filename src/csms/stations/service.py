@@ -100,8 +100,13 @@ class StationService:
         *,
         clock: Clock,
         events: EventFeed | None = None,
+        leases: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        # Gateway leases on connections of their own where given: a pool
+        # saturated by a connect storm must not let a live gateway's lease
+        # lapse (the worker would mark its stations offline).
+        self._leases = leases or sessionmaker
         self._clock = clock
         # Told after each commit that changed what a dashboard shows.
         self._events = events or EventFeed()
@@ -389,7 +394,7 @@ class StationService:
     async def renew_gateway_lease(self, gateway: str, *, started: bool = False) -> None:
         """A gateway says it is alive (``started``: it has just started)."""
         now = self._clock.now()
-        async with self._sessionmaker() as session:
+        async with self._leases() as session:
             lease = await session.get(GatewayLease, gateway)
             if lease is None:
                 session.add(GatewayLease(id=gateway, started_at=now, seen_at=now))
@@ -400,7 +405,7 @@ class StationService:
             await session.commit()
 
     async def end_gateway_lease(self, gateway: str) -> None:
-        async with self._sessionmaker() as session:
+        async with self._leases() as session:
             lease = await session.get(GatewayLease, gateway)
             if lease is not None:
                 await session.delete(lease)
