@@ -43,7 +43,7 @@ from csms.cluster import (
 )
 from csms.customers.service import CustomerService
 from csms.db.engine import create_engine, create_sessionmaker
-from csms.db.health import DatabaseHealth
+from csms.db.health import DatabaseHealth, is_transient
 from csms.db.partitions import PartitionMaintainer, retention_from_settings
 from csms.events import EventFeed
 from csms.observability.health import Readiness
@@ -383,8 +383,8 @@ class Csms:
             await asyncio.sleep(interval)
             try:
                 await self.charging.fail_overdue_starts()
-            except Exception:
-                logger.exception("charging.expire_starts.failed")
+            except Exception as exc:
+                log_timer_failure("charging.expire_starts.failed", exc)
 
     async def _close_abandoned_charges(self) -> None:
         interval = self.settings.liveness_check_interval.total_seconds()
@@ -392,8 +392,8 @@ class Csms:
             await asyncio.sleep(interval)
             try:
                 await self.reconciler.close_abandoned_charges()
-            except Exception:
-                logger.exception("charging.close_abandoned.failed")
+            except Exception as exc:
+                log_timer_failure("charging.close_abandoned.failed", exc)
 
     async def _maintain_partitions(self) -> None:
         # At once on start: a fresh database gets its months ahead right away.
@@ -401,8 +401,8 @@ class Csms:
         while True:
             try:
                 await self.partitions.run_once(self.clock.now())
-            except Exception:
-                logger.exception("db.partitions.failed")
+            except Exception as exc:
+                log_timer_failure("db.partitions.failed", exc)
             await asyncio.sleep(interval)
 
     async def _flush_samples(self) -> None:
@@ -411,8 +411,8 @@ class Csms:
             await asyncio.sleep(interval)
             try:
                 await self.samples.flush()
-            except Exception:
-                logger.exception("charging.samples.flush_loop_failed")
+            except Exception as exc:
+                log_timer_failure("charging.samples.flush_loop_failed", exc)
 
     async def _release_lapsed_gateways(self) -> None:
         interval = self.settings.gateway_lease_interval.total_seconds()
@@ -422,8 +422,8 @@ class Csms:
                 await self.stations.release_lapsed_gateways(
                     lapse=self.settings.gateway_lease_lapse
                 )
-            except Exception:
-                logger.exception("stations.release_lapsed.failed")
+            except Exception as exc:
+                log_timer_failure("stations.release_lapsed.failed", exc)
 
     async def _renew_lease(self) -> None:
         interval = self.settings.gateway_lease_interval.total_seconds()
@@ -464,6 +464,15 @@ class Csms:
         if self._control_engine is not self.engine:
             await self._control_engine.dispose()
         logger.info("csms.stopped")
+
+
+def log_timer_failure(event: str, exc: Exception) -> None:
+    # A busy or unreachable database passes, and the timer tries again next
+    # tick: a warning. Anything else is a bug of ours.
+    if is_transient(exc):
+        logger.warning(event, error=repr(exc))
+    else:
+        logger.exception(event)
 
 
 async def _quietly(work: Awaitable[object]) -> None:
