@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -277,12 +278,11 @@ class RemoteCommands:
         *,
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        try:
-            return await self._call(station_id, action, payload, timeout=timeout)
-        except (CallTimeout, CallFailed, StationNotConnected) as exc:
-            if self._metrics is not None:
-                self._metrics.count_station_call_failure(action, failure_reason(exc))
-            raise
+        return await counting_failures(
+            self._metrics,
+            action,
+            self._call(station_id, action, payload, timeout=timeout),
+        )
 
     async def _call(
         self,
@@ -377,6 +377,18 @@ class RemoteCommands:
     def _forget(self, station_id: str, owner: Owner) -> None:
         if self._owners.get(station_id) == owner:
             del self._owners[station_id]
+
+
+async def counting_failures(
+    metrics: Metrics | None, action: str, call: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    """Await a call to a station; a failure is counted by its reason, then raised."""
+    try:
+        return await call
+    except (CallTimeout, CallFailed, StationNotConnected) as exc:
+        if metrics is not None:
+            metrics.count_station_call_failure(action, failure_reason(exc))
+        raise
 
 
 def failure_reason(exc: Exception) -> str:
