@@ -30,6 +30,8 @@ FIRST_PAUSE = 0.5
 LONGEST_PAUSE = 30.0
 # A gateway that ran this long before dying starts again at once.
 STEADY_AFTER = 60.0
+# TODO: a gateway holding ~16,000 stations needs longer than this to close
+# them all properly; it is killed, and they reconnect as after a crash.
 STOP_GRACE = 20.0
 
 

@@ -119,6 +119,9 @@ class Reconciler:
     async def resync(self, station_id: str, version: OcppVersion) -> ResyncOutcome:
         """Bring the station's open charges in line with what it reports."""
         log = logger.bind(station_id=station_id, ocpp_version=version.value)
+        # TODO: a station that booted on this very connection is asked for its
+        # statuses too (a TriggerMessage and a query per connect): wasted work
+        # in a connect storm of fresh stations.
         if not await self._is_booted(station_id):
             # B02.FR.02 (2.0.1): nothing but TriggerMessage(BootNotification)
             # before a boot is accepted; a first-time station has nothing open.
