@@ -25,12 +25,15 @@ import os
 import signal
 from datetime import UTC, datetime
 
-from serving import run_forked, run_loop, wait_until_stopped
+from serving import (
+    accept_ocpp_paths,
+    run_forked,
+    run_loop,
+    select_subprotocol,
+    wait_until_stopped,
+)
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
-
-SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
 
 
 def parse_call_head(raw: str) -> tuple[str, str] | None:
@@ -95,19 +98,6 @@ async def answer_station(socket: ServerConnection, answers: Answers) -> None:
         pass
 
 
-def accept_ocpp_paths(socket: ServerConnection, request: Request) -> Response | None:
-    if not request.path.startswith("/ocpp/"):
-        return socket.respond(404, "Not found.\n")
-    return None
-
-
-def _select_subprotocol(socket: ServerConnection, offered: list[str]) -> str | None:
-    for protocol in SUBPROTOCOLS:
-        if protocol in offered:
-            return protocol
-    return None
-
-
 async def run_server(
     *, host: str, port: int, heartbeat_interval: int, duration: float | None
 ) -> None:
@@ -125,7 +115,7 @@ async def run_server(
         host,
         port,
         process_request=accept_ocpp_paths,
-        select_subprotocol=_select_subprotocol,
+        select_subprotocol=select_subprotocol,
         compression=None,
         max_size=64 * 1024,
         ping_interval=None,

@@ -39,12 +39,16 @@ from ocpp.v201 import call_result as result201
 from ocpp.v201 import datatypes as datatypes201
 from ocpp.v201.enums import Action as Action201
 from ocpp.v201.enums import AuthorizationStatusEnumType, RegistrationStatusEnumType
-from serving import run_forked, run_loop, wait_until_stopped
+from serving import (
+    accept_ocpp_paths,
+    run_forked,
+    run_loop,
+    select_subprotocol,
+    wait_until_stopped,
+)
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
-SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
 HEARTBEAT_INTERVAL = 180
 _transaction_ids = itertools.count(1)
 
@@ -137,19 +141,6 @@ async def serve_station(socket: ServerConnection) -> None:
         await central.start()
 
 
-def accept_ocpp_paths(socket: ServerConnection, request: Request) -> Response | None:
-    if not request.path.startswith("/ocpp/"):
-        return socket.respond(404, "Not found.\n")
-    return None
-
-
-def _select_subprotocol(socket: ServerConnection, offered: list[str]) -> str | None:
-    for protocol in SUBPROTOCOLS:
-        if protocol in offered:
-            return protocol
-    return None
-
-
 async def run_server(*, host: str, port: int, duration: float | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,7 +151,7 @@ async def run_server(*, host: str, port: int, duration: float | None) -> None:
         host,
         port,
         process_request=accept_ocpp_paths,
-        select_subprotocol=_select_subprotocol,
+        select_subprotocol=select_subprotocol,
         compression=None,
         max_size=64 * 1024,
         ping_interval=None,

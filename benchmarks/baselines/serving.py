@@ -1,4 +1,5 @@
-"""What both baseline servers share: forking N servers onto one port, stopping."""
+"""What both baseline servers share: the OCPP handshake, forking N servers onto
+one port, stopping."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ import time
 from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
+
+
+def accept_ocpp_paths(socket: ServerConnection, request: Request) -> Response | None:
+    """Refuse a handshake on any path but /ocpp/<station-id>."""
+    if not request.path.startswith("/ocpp/"):
+        return socket.respond(404, "Not found.\n")
+    return None
+
+
+def select_subprotocol(socket: ServerConnection, offered: list[str]) -> str | None:
+    """The newest OCPP version the station offers."""
+    for protocol in SUBPROTOCOLS:
+        if protocol in offered:
+            return protocol
+    return None
 
 
 def run_forked(processes: int, serve_one: Callable[[], None]) -> None:

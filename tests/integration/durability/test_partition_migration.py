@@ -17,11 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.charging.ids import new_record_id
 from csms.db.base import UtcDateTime
-from csms.db.engine import create_engine
 from csms.db.migrate import build_alembic_config
-from csms.db.models import Base
 
-from support.databases import PostgresTemplate, SqliteTemplate
+from support.databases import PostgresTemplate, SqliteTemplate, own_database
 
 BEFORE = "0004"
 NOW = datetime.now(UTC)
@@ -90,22 +88,8 @@ async def engine(
     database_backend: SqliteTemplate | PostgresTemplate, tmp_path: Path
 ) -> AsyncIterator[AsyncEngine]:
     """A database of the test's own, migrated to head."""
-    if isinstance(database_backend, SqliteTemplate):
-        engine = create_engine(database_backend.copy_to(tmp_path))
+    async with own_database(database_backend, tmp_path) as engine:
         yield engine
-        await engine.dispose()
-        return
-    name = await database_backend.create_copy()
-    engine = create_engine(database_backend.url_of(name))
-    # The copy holds what the worker's last test left: start empty.
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    async with engine.begin() as connection:
-        await connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await database_backend.drop(name)
 
 
 async def _migrate(engine: AsyncEngine, revision: str, *, down: bool = False) -> None:

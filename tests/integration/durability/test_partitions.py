@@ -17,8 +17,7 @@ from csms.charging.ids import new_record_id
 from csms.charging.journal import TransactionMessage
 from csms.charging.models import ChargeDetailRecord, MeterSample
 from csms.cluster import Role
-from csms.db.engine import create_engine, create_sessionmaker
-from csms.db.models import Base
+from csms.db.engine import create_sessionmaker
 from csms.db.partitions import (
     ADVISORY_LOCK_KEY,
     JOURNAL,
@@ -32,7 +31,7 @@ from csms.stations.models import Station
 
 from conftest import RegisteredStation
 from support.clock import ManualClock
-from support.databases import PostgresTemplate, SqliteTemplate
+from support.databases import PostgresTemplate, SqliteTemplate, own_database
 from support.frames import boot, raw_station, send_call
 from support.polling import eventually
 from support.stations import V201
@@ -51,22 +50,8 @@ async def scratch_engine(
 ) -> AsyncIterator[AsyncEngine]:
     """A migrated database of the test's own: partitions made or dropped here
     touch no other test."""
-    if isinstance(database_backend, SqliteTemplate):
-        engine = create_engine(database_backend.copy_to(tmp_path))
+    async with own_database(database_backend, tmp_path) as engine:
         yield engine
-        await engine.dispose()
-        return
-    name = await database_backend.create_copy()
-    engine = create_engine(database_backend.url_of(name))
-    # The copy holds what the worker's last test left: start empty.
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    async with engine.begin() as connection:
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        await database_backend.drop(name)
 
 
 def _require_postgres(engine_or_url: AsyncEngine | str) -> None:
