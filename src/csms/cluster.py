@@ -53,9 +53,10 @@ from csms.stations.models import Station
 
 logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.cluster")
 
-# Link announcements waiting to go out; beyond, new ones are dropped (counted).
+# Messages waiting to go out on the bus; beyond, new ones are dropped (counted).
 ANNOUNCE_BACKLOG = 50_000
-# How long a stopping gateway keeps sending the links it closed.
+EVENT_BACKLOG = 10_000
+# How long a stopping process keeps sending what waits.
 STOP_GRACE = 5.0
 
 
@@ -96,6 +97,55 @@ class Owner:
     version: OcppVersion
 
 
+class Outbox:
+    """Messages to one subject, published one after another by one task.
+
+    A burst (a connect storm's links, a page's worth of events) would otherwise
+    wait on the bus's few connections all at once, and time out. Beyond
+    ``capacity`` waiting messages, new ones are dropped and counted: what goes
+    out here is a hint, never the only copy of the truth.
+    """
+
+    def __init__(
+        self, bus: Bus, subject: str, *, capacity: int, failure_event: str
+    ) -> None:
+        self._bus = bus
+        self._subject = subject
+        self._failure_event = failure_event
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=capacity)
+        self._sender: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def start(self, name: str) -> None:
+        self._sender = asyncio.create_task(self._send(), name=name)
+
+    def offer(self, message: bytes) -> None:
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def stop(self) -> None:
+        """Send what waits (for up to ``STOP_GRACE``), then stop."""
+        if self._sender is None:
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        done, _ = await asyncio.wait({self._sender}, timeout=STOP_GRACE)
+        if not done:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        self._sender = None
+
+    async def _send(self) -> None:
+        while (message := await self._queue.get()) is not None:
+            try:
+                await self._bus.publish(self._subject, message)
+            except Exception as exc:
+                self.dropped += 1
+                logger.warning(self._failure_event, error=repr(exc))
+
+
 class GatewayNode:
     """A gateway on the bus: answers calls for its stations, announces its
     links, and closes a link another gateway has taken since."""
@@ -105,19 +155,17 @@ class GatewayNode:
         self._bus = bus
         self._subjects = subjects
         self._subscriptions: list[Subscription] = []
-        # Announcements go out one after another from one task: a connect
-        # storm of thousands would otherwise wait on the bus's few connections
-        # all at once, and time out.
-        self._announcements: asyncio.Queue[bytes | None] = asyncio.Queue(
-            maxsize=ANNOUNCE_BACKLOG
+        # Others still find a station's owner in the database; an announcement
+        # only spares them the lookup.
+        self._announcements = Outbox(
+            bus,
+            subjects.links,
+            capacity=ANNOUNCE_BACKLOG,
+            failure_event="cluster.link.announce_failed",
         )
-        self._announcer: asyncio.Task[None] | None = None
-        self.dropped_announcements = 0
 
     async def start(self) -> None:
-        self._announcer = asyncio.create_task(
-            self._send_announcements(), name="announce-links"
-        )
+        self._announcements.start("announce-links")
         self._subscriptions.append(
             await self._bus.serve(
                 self._subjects.calls(self._gateway.gateway_id), self._answer_call
@@ -131,15 +179,8 @@ class GatewayNode:
         for subscription in self._subscriptions:
             await subscription.cancel()
         self._subscriptions.clear()
-        if self._announcer is not None:
-            # The links the gateway closed as it stopped go out first.
-            with contextlib.suppress(asyncio.QueueFull):
-                self._announcements.put_nowait(None)
-            done, _ = await asyncio.wait({self._announcer}, timeout=STOP_GRACE)
-            if not done:
-                self._announcer.cancel()
-                await asyncio.gather(self._announcer, return_exceptions=True)
-            self._announcer = None
+        # The links the gateway closed as it stopped go out first.
+        await self._announcements.stop()
 
     def announce(
         self, station_id: str, version: OcppVersion | None, epoch: int
@@ -153,19 +194,7 @@ class GatewayNode:
                 "version": None if version is None else version.value,
             }
         )
-        try:
-            self._announcements.put_nowait(message)
-        except asyncio.QueueFull:
-            # Others still find the owner in the database; the announcement
-            # only spares them the lookup.
-            self.dropped_announcements += 1
-
-    async def _send_announcements(self) -> None:
-        while (message := await self._announcements.get()) is not None:
-            try:
-                await self._bus.publish(self._subjects.links, message)
-            except Exception as exc:
-                logger.warning("cluster.link.announce_failed", error=repr(exc))
+        self._announcements.offer(message)
 
     async def _on_link_message(self, data: bytes) -> None:
         link = orjson.loads(data)
@@ -412,14 +441,18 @@ class EventRelay:
         self._origin = uuid.uuid4().hex
         # Events this relay puts into the feed must not be sent back out.
         self._injecting = False
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
-        self._sender: asyncio.Task[None] | None = None
+        # Pages refetch on reconnect; an event is a hint, never the truth.
+        self._outbox = Outbox(
+            bus,
+            subjects.events,
+            capacity=EVENT_BACKLOG,
+            failure_event="cluster.event.relay_failed",
+        )
         self._subscription: Subscription | None = None
-        self.dropped = 0
 
     async def start(self) -> None:
         self._events.add_listener(self._on_local_event)
-        self._sender = asyncio.create_task(self._send(), name="event-relay")
+        self._outbox.start("event-relay")
         if self._receive:
             self._subscription = await self._bus.subscribe(
                 self._subject, self._on_remote_event
@@ -428,9 +461,7 @@ class EventRelay:
     async def stop(self) -> None:
         if self._subscription is not None:
             await self._subscription.cancel()
-        if self._sender is not None:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
+        await self._outbox.stop()
 
     def _on_local_event(self, event: Event) -> None:
         if self._injecting:
@@ -438,20 +469,11 @@ class EventRelay:
         message = orjson.dumps(
             {"origin": self._origin, "kind": event.kind, "data": event.data}
         )
-        try:
-            self._outbox.put_nowait(message)
-        except asyncio.QueueFull:
-            # Pages refetch on reconnect; an event is a hint, never the truth.
-            self.dropped += 1
+        self._outbox.offer(message)
 
-    async def _send(self) -> None:
-        while True:
-            message = await self._outbox.get()
-            try:
-                await self._bus.publish(self._subject, message)
-            except Exception as exc:
-                self.dropped += 1
-                logger.warning("cluster.event.relay_failed", error=repr(exc))
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
 
     async def _on_remote_event(self, data: bytes) -> None:
         message = orjson.loads(data)
