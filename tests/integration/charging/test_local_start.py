@@ -195,7 +195,7 @@ async def test_local_starts_need_one_connection_each_however_many_at_once(
         clock=csms.clock,
         customers=CustomerService(sessionmaker, clock=csms.clock, settings=settings),
         stations=csms.stations,
-        commands=csms.charging._commands,  # never used by a local start
+        commands=csms.gateway,
         start_timeout=timedelta(seconds=60),
         call_timeout=timedelta(seconds=5),
     )
