@@ -81,6 +81,10 @@ async def _online(simulated: object) -> bool:
     return bool(simulated.online)  # type: ignore[attr-defined]
 
 
+async def _queued_at_least(simulated: object, count: int) -> bool:
+    return len(simulated.outbox) >= count  # type: ignore[attr-defined]
+
+
 @VERSIONS
 async def test_messages_queued_while_offline_are_delivered_in_order_after_reconnect(
     version: str,
@@ -93,18 +97,19 @@ async def test_messages_queued_while_offline_are_delivered_in_order_after_reconn
     customer = await register_customer(anonymous_http)
     url = f"ws://127.0.0.1:{csms.ocpp_port}/ocpp"
     # Slow to come back: the whole charge, stop included, happens offline.
-    slow = replace(FAULTY, reconnect_delay=1.0, reconnect_delay_max=1.0)
+    slow = replace(FAULTY, reconnect_delay=3.0, reconnect_delay_max=3.0)
 
     async with run_station(
         url, station.station_id, station.password, version=version, options=slow
     ) as simulated:
         await simulated.plug_in_and_charge(customer.id_token, 1)
         simulated.cut_link()
-        await asyncio.sleep(0.35)
+        # A meter value every 0.1 s: wait until three are queued rather than
+        # for a fixed time, which a busy machine may not fill.
+        await eventually(lambda: _queued_at_least(simulated, 3), timeout=2.5)
         stopping = asyncio.create_task(simulated.stop_locally(1))
         await asyncio.sleep(0)
         assert not simulated.online
-        assert len(simulated.outbox) >= 3
         await asyncio.wait_for(stopping, 10)
 
     delivered = simulated.delivered
