@@ -51,6 +51,11 @@ _TOKEN_AND_OWNER = (
     .where(IdToken.value == bindparam("value"))
 )
 
+# Whether a customer has exactly one car (a start at the station names none).
+_FIRST_TWO_CARS = (
+    select(Car.id).where(Car.customer_id == bindparam("customer_id")).limit(2)
+)
+
 NAME_MAX_LENGTH = 200
 EMAIL_MAX_LENGTH = 320
 CAR_TEXT_MAX_LENGTH = 100
@@ -529,8 +534,6 @@ async def only_car_id(session: AsyncSession, customer_id: int) -> int | None:
     caller's transaction (a second connection while it holds one could wait for
     ever on a full pool)."""
     car_ids = (
-        await session.scalars(
-            select(Car.id).where(Car.customer_id == customer_id).limit(2)
-        )
+        await session.scalars(_FIRST_TWO_CARS, {"customer_id": customer_id})
     ).all()
     return car_ids[0] if len(car_ids) == 1 else None
