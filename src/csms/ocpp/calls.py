@@ -26,7 +26,8 @@ class StationNotConnected(Conflict):
 
 
 class CallFailed(Exception):
-    """The station answered our CALL with a CALLERROR."""
+    """The station answered our CALL with a CALLERROR (or, with several
+    processes, the station's gateway refused to send it: ``GatewayBusy``)."""
 
     def __init__(self, action: str, error: CallError) -> None:
         super().__init__(f"{action} failed: {error.code} {error.description}".strip())
@@ -61,20 +62,30 @@ class OutgoingCalls:
         send: Callable[[str], Any],
         timeout: float,
     ) -> dict[str, Any]:
-        """Send one CALL through ``send`` and wait for its answer's payload."""
-        async with self._turn:
+        """Send one CALL through ``send`` and wait for its answer's payload.
+
+        ``timeout`` counts from now, the wait for an earlier call included: a
+        call whose caller has given up is never sent (it raises CallTimeout
+        before sending, when its turn did not come in time).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._turn.acquire()
+        except TimeoutError as exc:
+            raise CallTimeout(action, timeout) from exc
+        try:
             message_id = self._new_message_id()
-            future: asyncio.Future[dict[str, Any]] = (
-                asyncio.get_running_loop().create_future()
-            )
+            future: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._pending = (message_id, action, future)
-            try:
-                await send(encode_call(message_id, action, payload))
-                return await asyncio.wait_for(future, timeout)
-            except TimeoutError as exc:
-                raise CallTimeout(action, timeout) from exc
-            finally:
-                self._pending = None
+            await send(encode_call(message_id, action, payload))
+            return await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+        except TimeoutError as exc:
+            raise CallTimeout(action, timeout) from exc
+        finally:
+            self._pending = None
+            self._turn.release()
 
     def resolve(self, frame: CallResult | CallError) -> bool:
         """Hand an answer to the call waiting for it; False when none waits for it.

@@ -130,3 +130,37 @@ async def test_call_whose_send_fails_frees_the_turn() -> None:
 
     assert calls.busy is False
     assert calls.resolve(CallResult("id-1", {})) is False
+
+
+async def test_a_call_whose_turn_does_not_come_in_time_is_never_sent() -> None:
+    calls, link = _calls(), FakeLink()
+    first = asyncio.create_task(calls.call("A", {}, send=link.send, timeout=5))
+    await link.next_frame(1)
+
+    # The second caller gives up while the first call still waits for its answer.
+    with pytest.raises(CallTimeout):
+        await calls.call("B", {}, send=link.send, timeout=0.05)
+    calls.resolve(CallResult("id-1", {"n": 1}))
+
+    assert await first == {"n": 1}
+    assert [frame[2] for frame in link.sent] == ["A"]
+    assert calls.busy is False
+
+
+async def test_the_wait_for_the_turn_counts_against_the_answer_time() -> None:
+    calls, link = _calls(), FakeLink()
+    loop = asyncio.get_running_loop()
+    first = asyncio.create_task(calls.call("A", {}, send=link.send, timeout=5))
+    await link.next_frame(1)
+    started = loop.time()
+    second = asyncio.create_task(calls.call("B", {}, send=link.send, timeout=1.2))
+    await asyncio.sleep(1.0)
+    calls.resolve(CallResult("id-1", {"n": 1}))
+    await link.next_frame(2)
+
+    # B was sent after 1 s and is never answered: it times out 1.2 s after it
+    # was asked for (not 1.2 s after it was sent, at 2.2 s).
+    with pytest.raises(CallTimeout):
+        await second
+    assert await first == {"n": 1}
+    assert loop.time() - started < 1.9
