@@ -10,7 +10,11 @@ between them:
 - **calls** (``<cluster>.gateway.<id>.call``): the api (or the worker) asks the
   owning gateway to send a CALL to a station and gets the station's answer, or
   the reason there is none. A request nobody takes means the gateway is gone:
-  the station counts as not connected, at once, not after a timeout.
+  the station counts as not connected, at once, not after a timeout. A call
+  carries its deadline (wall-clock time): a gateway that gets it too late, or
+  whose turn to send comes too late, drops it unsent, so that a command never
+  reaches a station after its caller was told it timed out. The processes'
+  clocks must agree to well within ``CSMS_BUS_REQUEST_MARGIN`` (NTP does).
 - **events** (``<cluster>.events``): what each process's event feed publishes
   (station changed, record changed) is relayed to the others, so that the
   operator dashboard served by the api shows what gateways see.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ from csms.bus import (
     BusTimeout,
     BusUnavailable,
     NoResponders,
+    ResponderBusy,
     ResponderFailed,
     Subscription,
 )
@@ -206,12 +212,28 @@ class GatewayNode:
         request = orjson.loads(data)
         station_id = request["station"]
         action = request["action"]
+        timeout = float(request["timeout"])
+        if "deadline" in request:
+            left = float(request["deadline"]) - time.time()
+            if left <= 0:
+                # The caller has given up (or is about to): nothing is sent.
+                logger.warning(
+                    "cluster.call.expired",
+                    station_id=station_id,
+                    action=action,
+                    late_s=round(-left, 3),
+                )
+                return orjson.dumps({"error": "expired"})
+            # A clock behind the caller's never gives more than was asked.
+            # TODO: a clock ahead of the caller's by more than the timeout
+            # expires every call; a skew measured on the bus would catch it.
+            timeout = min(timeout, left)
         try:
             answer = await self._gateway.call(
                 station_id,
                 action,
                 request["payload"],
-                timeout=request["timeout"],
+                timeout=timeout,
                 epoch=request.get("epoch"),
             )
         except StationNotConnected:
@@ -332,6 +354,7 @@ class RemoteCommands:
                 "action": action,
                 "payload": payload,
                 "timeout": wait,
+                "deadline": time.time() + wait,
             }
         )
         try:
@@ -346,6 +369,21 @@ class RemoteCommands:
             raise StationNotConnected(station_id) from exc
         except BusTimeout as exc:
             raise CallTimeout(action, wait) from exc
+        except ResponderBusy as exc:
+            # Refused unsent: a clear failure now rather than a timeout later.
+            logger.warning(
+                "cluster.call.gateway_busy", action=action, gateway=owner.gateway
+            )
+            raise CallFailed(
+                action,
+                CallError(
+                    message_id="",
+                    code="GatewayBusy",
+                    description="the station's gateway has too many calls in "
+                    "progress; nothing was sent",
+                    details={},
+                ),
+            ) from exc
         except BusUnavailable as exc:
             # TODO: the caller hears "not connected" while the broker is down;
             # a distinct 503 would tell an operator the truth sooner.
@@ -367,7 +405,7 @@ class RemoteCommands:
         if "ok" in answer:
             return dict(answer["ok"])
         error = answer.get("error")
-        if error == "timeout":
+        if error in ("timeout", "expired"):
             raise CallTimeout(action, wait)
         if error == "call_error":
             raise CallFailed(

@@ -19,7 +19,9 @@ Errors::
      │                     nothing was sent
      ├── NoResponders      nobody serves the subject; the request was not delivered
      ├── BusTimeout        no answer in time; the request may have been handled
-     └── ResponderFailed   delivered, and the responder raised
+     ├── ResponderFailed   delivered, and the responder raised
+     └── ResponderBusy     delivered, and refused unhandled: the responder had
+                           ``max_in_flight`` requests in progress
 
 A subject that is not dot-separated tokens of ``[A-Za-z0-9_-]`` raises
 ValueError: that is a bug of the caller, not a bus failure.
@@ -30,6 +32,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from csms.bus.base import (
+    DEFAULT_MAX_IN_FLIGHT,
     Bus,
     BusError,
     BusTimeout,
@@ -37,6 +40,7 @@ from csms.bus.base import (
     Handler,
     NoResponders,
     Responder,
+    ResponderBusy,
     ResponderFailed,
     Subscription,
     validate_subject,
@@ -56,6 +60,7 @@ __all__ = [
     "NoResponders",
     "RedisBus",
     "Responder",
+    "ResponderBusy",
     "ResponderFailed",
     "Subscription",
     "connect_bus",
@@ -67,22 +72,28 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 NATS_SCHEMES = frozenset({"nats", "tls"})
 
 
-def connect_bus(url: str | None, *, client_name: str = "csms") -> Bus:
+def connect_bus(
+    url: str | None,
+    *,
+    client_name: str = "csms",
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+) -> Bus:
     """Build the bus a URL names; it connects on ``start()``.
 
     ``None`` or ``memory://`` is the in-process bus; ``redis://host:port/db``
     (or ``rediss://``, ``unix://``) Redis; ``nats://host:port`` (or
     ``tls://``) NATS. ``client_name`` (the process's role, say) prefixes the
-    name its connections show on the broker.
+    name its connections show on the broker. A responder with
+    ``max_in_flight`` requests in progress refuses more (``ResponderBusy``).
     """
     scheme = "memory" if url is None else urlsplit(url).scheme.lower()
     if scheme in MEMORY_SCHEMES:
-        return InProcessBus()
+        return InProcessBus(max_in_flight=max_in_flight)
     assert url is not None
     if scheme in REDIS_SCHEMES:
-        return RedisBus(url, client_name=client_name)
+        return RedisBus(url, client_name=client_name, max_in_flight=max_in_flight)
     if scheme in NATS_SCHEMES:
-        return NatsBus(url, client_name=client_name)
+        return NatsBus(url, client_name=client_name, max_in_flight=max_in_flight)
     raise ValueError(
         f"Unknown bus URL scheme {scheme!r}: use memory://, redis:// or nats://."
     )

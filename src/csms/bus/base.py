@@ -21,6 +21,13 @@ logger: structlog.typing.FilteringBoundLogger = structlog.get_logger("csms.bus")
 
 # A subscriber that falls this far behind loses the newest messages.
 DEFAULT_MAILBOX_CAPACITY = 10_000
+# A responder with this many requests in progress refuses the next one at once
+# (ResponderBusy) instead of starting it: a flood of commands to one gateway
+# cannot pile up tasks waiting on its stations.
+DEFAULT_MAX_IN_FLIGHT = 1_000
+# The body of that refusal. A failed answer's body is otherwise the name of an
+# exception, an identifier, which this can never be.
+OVERLOADED = b"!overloaded"
 MAX_SUBJECT_LENGTH = 200
 # Dot-separated tokens of letters, digits, "-" and "_"; no wildcards, because
 # Redis channels and NATS subjects must mean the same thing.
@@ -51,6 +58,14 @@ class BusTimeout(BusError):
 
 class ResponderFailed(BusError):
     """The request was delivered, and its responder raised instead of answering."""
+
+
+class ResponderBusy(BusError):
+    """The responder had too many requests in progress: this one was not handled."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"The responder on {subject!r} is busy; nothing was done.")
+        self.subject = subject
 
 
 Handler = Callable[[bytes], Awaitable[None]]
@@ -140,9 +155,15 @@ async def run_responder(responder: Responder, data: bytes, *, subject: str) -> A
     return Answer(ok=True, body=body)
 
 
+OVERLOADED_ANSWER = Answer(ok=False, body=OVERLOADED)
+
+
 def raise_failed(subject: str, answer: Answer) -> None:
-    """Turn a failed answer into :class:`ResponderFailed` for the requester."""
+    """Turn a failed answer into :class:`ResponderFailed` (or
+    :class:`ResponderBusy`) for the requester."""
     if not answer.ok:
+        if answer.body == OVERLOADED:
+            raise ResponderBusy(subject)
         raised = answer.body.decode(errors="replace")
         raise ResponderFailed(f"The responder on {subject!r} raised {raised}.")
 
@@ -183,6 +204,36 @@ class TaskSet:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class InFlight:
+    """A responder's requests in progress, at most ``limit`` of them."""
+
+    def __init__(self, subject: str, limit: int) -> None:
+        self.subject = subject
+        self.limit = limit
+        self.refused = 0
+        self.tasks = TaskSet()
+        self._refusing = False
+
+    def start(self, coroutine: Coroutine[Any, Any, None]) -> bool:
+        """Start answering a request; False (coroutine closed) when full."""
+        if len(self.tasks) >= self.limit:
+            coroutine.close()
+            self.refused += 1
+            # One warning per run of refusals, not one per request refused.
+            if not self._refusing:
+                logger.warning(
+                    "bus.request.refused_busy",
+                    subject=self.subject,
+                    in_flight=len(self.tasks),
+                    refused=self.refused,
+                )
+            self._refusing = True
+            return False
+        self._refusing = False
+        self.tasks.spawn(coroutine, name=f"bus-respond-{self.subject}")
+        return True
 
 
 class Mailbox:

@@ -10,10 +10,8 @@ Redis has no reply subjects, so a request carries where to answer::
 A failed reply's payload is the name of the exception the responder raised. The
 payload itself is opaque bytes, never copied into text or JSON.
 
-TODO: a request carries no deadline, so a responder still acts on a request
-whose requester gave up (BusTimeout): a command may take effect after its
-caller was told it timed out. A deadline in the envelope would let the
-responder drop it; NATS would need it in a header.
+No deadline travels here: what needs one carries it in its payload (the
+gateway's calls, ``csms.cluster``).
 """
 
 from __future__ import annotations

@@ -7,16 +7,18 @@ from typing import TypeVar
 
 from csms.bus.base import (
     DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_IN_FLIGHT,
     Answer,
     BusTimeout,
     BusUnavailable,
     CallbackSubscription,
     Handler,
+    InFlight,
     Mailbox,
     NoResponders,
     Responder,
+    ResponderBusy,
     Subscription,
-    TaskSet,
     is_being_cancelled,
     raise_failed,
     run_responder,
@@ -27,10 +29,10 @@ _Entry = TypeVar("_Entry")
 
 
 class _Service:
-    def __init__(self, subject: str, responder: Responder) -> None:
+    def __init__(self, subject: str, responder: Responder, max_in_flight: int) -> None:
         self.subject = subject
         self.responder = responder
-        self.tasks = TaskSet()
+        self.in_flight = InFlight(subject, max_in_flight)
 
 
 class InProcessBus:
@@ -44,8 +46,14 @@ class InProcessBus:
 
     name = "memory"
 
-    def __init__(self, *, mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY) -> None:
+    def __init__(
+        self,
+        *,
+        mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
         self._mailbox_capacity = mailbox_capacity
+        self._max_in_flight = max_in_flight
         self._mailboxes: dict[str, list[Mailbox]] = {}
         self._services: dict[str, list[_Service]] = {}
         self._closed = False
@@ -68,7 +76,7 @@ class InProcessBus:
         for mailbox in mailboxes:
             await mailbox.close()
         for service in services:
-            await service.tasks.cancel_all()
+            await service.in_flight.tasks.cancel_all()
 
     async def publish(self, subject: str, data: bytes) -> None:
         self._check_open()
@@ -91,12 +99,12 @@ class InProcessBus:
     async def serve(self, subject: str, responder: Responder) -> Subscription:
         self._check_open()
         validate_subject(subject)
-        service = _Service(subject, responder)
+        service = _Service(subject, responder, self._max_in_flight)
         self._services.setdefault(subject, []).append(service)
 
         async def cancel() -> None:
             _remove(self._services, subject, service)
-            await service.tasks.cancel_all()
+            await service.in_flight.tasks.cancel_all()
 
         return CallbackSubscription(subject, cancel)
 
@@ -110,9 +118,8 @@ class InProcessBus:
         # The oldest registration answers; a subject is meant to have one.
         service = services[0]
         answered: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        service.tasks.spawn(
-            _answer(service, data, answered), name=f"bus-respond-{subject}"
-        )
+        if not service.in_flight.start(_answer(service, data, answered)):
+            raise ResponderBusy(subject)
         try:
             async with asyncio.timeout(timeout):
                 answer = await asyncio.shield(answered)

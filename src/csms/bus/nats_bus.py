@@ -28,15 +28,17 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from csms.bus.base import (
     DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_IN_FLIGHT,
+    OVERLOADED_ANSWER,
     Answer,
     BusTimeout,
     BusUnavailable,
     CallbackSubscription,
     Handler,
+    InFlight,
     NoResponders,
     Responder,
     Subscription,
-    TaskSet,
     is_being_cancelled,
     raise_failed,
     run_responder,
@@ -55,27 +57,32 @@ FAILED = "failed"
 class _Service:
     """A ``serve`` registration: each request answered in its own task."""
 
-    def __init__(self, subject: str, responder: Responder, client: Client) -> None:
+    def __init__(
+        self, subject: str, responder: Responder, client: Client, max_in_flight: int
+    ) -> None:
         self.subject = subject
         self._responder = responder
         self._client = client
-        self._tasks = TaskSet()
+        self._in_flight = InFlight(subject, max_in_flight)
 
     async def on_request(self, message: Msg) -> None:
-        # The subscription's own task must stay free for the next request.
-        # TODO: no bound on the requests in flight per service (see redis_bus).
-        self._tasks.spawn(self._answer(message), name=f"bus-respond-{self.subject}")
-
-    async def close(self) -> None:
-        await self._tasks.cancel_all()
-
-    async def _answer(self, message: Msg) -> None:
         if not message.reply:
             logger.warning("bus.request.without_reply", subject=self.subject)
             return
+        # The subscription's own task must stay free for the next request.
+        if not self._in_flight.start(self._answer(message)):
+            await self._reply(message, OVERLOADED_ANSWER)
+
+    async def close(self) -> None:
+        await self._in_flight.tasks.cancel_all()
+
+    async def _answer(self, message: Msg) -> None:
         answer = await run_responder(
             self._responder, message.data, subject=self.subject
         )
+        await self._reply(message, answer)
+
+    async def _reply(self, message: Msg, answer: Answer) -> None:
         headers = None if answer.ok else {STATUS_HEADER: FAILED}
         try:
             await self._client.publish(message.reply, answer.body, headers=headers)
@@ -97,6 +104,7 @@ class NatsBus:
         keepalive: int = DEFAULT_KEEPALIVE,
         reconnect_wait: int = DEFAULT_RECONNECT_WAIT,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         # Names this process's connection in the server's monitoring.
         self.client_name = f"{client_name}-{secrets.token_hex(6)}"
@@ -105,6 +113,7 @@ class NatsBus:
         self._keepalive = keepalive
         self._reconnect_wait = reconnect_wait
         self._mailbox_capacity = mailbox_capacity
+        self._max_in_flight = max_in_flight
         self._client = Client()
         self._started = False
         self._closed = False
@@ -205,7 +214,7 @@ class NatsBus:
     async def serve(self, subject: str, responder: Responder) -> Subscription:
         self._check_usable()
         validate_subject(subject)
-        service = _Service(subject, responder, self._client)
+        service = _Service(subject, responder, self._client, self._max_in_flight)
         subscription = await self._client.subscribe(
             subject, cb=service.on_request, pending_msgs_limit=self._mailbox_capacity
         )

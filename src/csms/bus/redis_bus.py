@@ -39,12 +39,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from csms.bus.base import (
     DEFAULT_MAILBOX_CAPACITY,
+    DEFAULT_MAX_IN_FLIGHT,
+    OVERLOADED_ANSWER,
     RESERVED_PREFIX,
     Answer,
     BusTimeout,
     BusUnavailable,
     CallbackSubscription,
     Handler,
+    InFlight,
     Mailbox,
     NoResponders,
     Responder,
@@ -87,11 +90,13 @@ class _Route(Protocol):
 class _Service:
     """A ``serve`` registration: each request answered in its own task."""
 
-    def __init__(self, subject: str, responder: Responder, bus: RedisBus) -> None:
+    def __init__(
+        self, subject: str, responder: Responder, bus: RedisBus, max_in_flight: int
+    ) -> None:
         self.subject = subject
         self._responder = responder
         self._bus = bus
-        self._tasks = TaskSet()
+        self._in_flight = InFlight(subject, max_in_flight)
 
     def offer(self, data: bytes) -> None:
         try:
@@ -99,12 +104,12 @@ class _Service:
         except EnvelopeError as exc:
             logger.warning("bus.envelope.invalid", subject=self.subject, error=str(exc))
             return
-        # TODO: no bound on the requests in flight per service: a flood of
-        # requests creates as many tasks; a cap answering "busy" would protect it.
-        self._tasks.spawn(self._answer(request), name=f"bus-respond-{self.subject}")
+        if not self._in_flight.start(self._answer(request)):
+            # The refusal is one PUBLISH: it goes out in a task of the bus's.
+            self._bus.reply_later(request, OVERLOADED_ANSWER)
 
     async def close(self) -> None:
-        await self._tasks.cancel_all()
+        await self._in_flight.tasks.cancel_all()
 
     async def _answer(self, request: Request) -> None:
         answer = await run_responder(
@@ -130,6 +135,7 @@ class RedisBus:
         keepalive: float = DEFAULT_KEEPALIVE,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         mailbox_capacity: int = DEFAULT_MAILBOX_CAPACITY,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         token = secrets.token_hex(6)
         # Names this process's connections in CLIENT LIST.
@@ -140,6 +146,7 @@ class RedisBus:
         self._keepalive = keepalive
         self._max_connections = max_connections
         self._mailbox_capacity = mailbox_capacity
+        self._max_in_flight = max_in_flight
         self._redis: Redis | None = None
         self._pool: BlockingConnectionPool | None = None
         self._listener: AbstractConnection | None = None
@@ -225,7 +232,9 @@ class RedisBus:
     async def serve(self, subject: str, responder: Responder) -> Subscription:
         self._open_client()
         validate_subject(subject)
-        return await self._register(subject, _Service(subject, responder, self))
+        return await self._register(
+            subject, _Service(subject, responder, self, self._max_in_flight)
+        )
 
     async def request(self, subject: str, data: bytes, *, timeout: float) -> bytes:
         redis = self._open_client()
@@ -263,6 +272,13 @@ class RedisBus:
             )
         raise_failed(subject, answer)
         return answer.body
+
+    def reply_later(self, request: Request, answer: Answer) -> None:
+        """Send ``answer`` to ``request`` from a background task."""
+        envelope = encode_reply(correlation_id=request.correlation_id, answer=answer)
+        self._background.spawn(
+            self.send_reply(request.reply_to, envelope), name="bus-reply"
+        )
 
     async def send_reply(self, reply_to: str, envelope: bytes) -> None:
         """Publish a responder's answer; a lost one is logged, never raised."""

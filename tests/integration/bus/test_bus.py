@@ -32,6 +32,7 @@ from csms.bus import (
     NatsBus,
     NoResponders,
     RedisBus,
+    ResponderBusy,
     ResponderFailed,
     connect_bus,
 )
@@ -321,6 +322,51 @@ async def test_a_responder_that_raises_gives_responder_failed_at_once(
 
     assert time.monotonic() - started < 1.0
     assert "bus.responder.failed" in _events(logs)
+
+
+async def test_a_responder_at_its_limit_refuses_more_requests_at_once(
+    bus_url: str | None, subject: str
+) -> None:
+    responder = connect_bus(bus_url, client_name="csms-test", max_in_flight=2)
+    await responder.start()
+    requester = responder if bus_url is None else connect_bus(bus_url)
+    if requester is not responder:
+        await requester.start()
+    release = asyncio.Event()
+    both_held = asyncio.Event()
+    handled: list[bytes] = []
+
+    async def held(data: bytes) -> bytes:
+        handled.append(data)
+        if len(handled) == 2:
+            both_held.set()
+        await release.wait()
+        return b"answer:" + data
+
+    try:
+        await responder.serve(subject, held)
+        first = asyncio.create_task(requester.request(subject, b"1", timeout=PATIENCE))
+        second = asyncio.create_task(requester.request(subject, b"2", timeout=PATIENCE))
+        async with asyncio.timeout(PATIENCE):
+            await both_held.wait()
+
+        started = time.monotonic()
+        with capture_logs() as logs, pytest.raises(ResponderBusy):
+            await requester.request(subject, b"3", timeout=PATIENCE)
+        refused_after = time.monotonic() - started
+        release.set()
+
+        assert await first == b"answer:1"
+        assert await second == b"answer:2"
+        assert refused_after < 1.0
+        assert sorted(handled) == [b"1", b"2"]
+        assert "bus.request.refused_busy" in _events(logs)
+        # Room again: the next request is answered.
+        assert await requester.request(subject, b"4", timeout=PATIENCE) == b"answer:4"
+    finally:
+        release.set()
+        await responder.close()
+        await requester.close()
 
 
 async def test_a_cancelled_service_answers_no_more(

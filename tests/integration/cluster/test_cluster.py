@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import redis.asyncio as redis
 import websockets
 from sqlalchemy import func, select
 
@@ -35,7 +34,8 @@ from csms.simulator.station import V16, V201, run_station
 from csms.stations.models import GatewayLease, Station
 from csms.stations.service import StationService
 
-from conftest import IN_CI, OPERATOR_TOKEN
+from conftest import OPERATOR_TOKEN
+from support.brokers import broker_url  # noqa: F401 (the bus_url fixture)
 from support.charging import FAST, start_charge, wait_for_session
 from support.customers import register_customer
 from support.databases import PostgresTemplate
@@ -44,44 +44,6 @@ from support.process import CsmsProcess, start_csms
 from support.stations import basic_auth
 
 PASSWORD = "station-password-0001"
-REDIS_URL = os.environ.get("CSMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-NATS_URL = os.environ.get("CSMS_TEST_NATS_URL", "nats://127.0.0.1:4222")
-BROKER_HOWTO = {
-    "redis": f"Redis is not reachable at {REDIS_URL}: start redis-server, or set "
-    "CSMS_TEST_REDIS_URL=redis://HOST:PORT/DB.",
-    "nats": f"NATS is not reachable at {NATS_URL}: start nats-server, or set "
-    "CSMS_TEST_NATS_URL=nats://HOST:PORT.",
-}
-
-
-async def _reachable(bus: str) -> bool:
-    if bus == "redis":
-        client = redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        try:
-            return bool(await client.ping())
-        except (OSError, redis.RedisError):
-            return False
-        finally:
-            await client.aclose()
-    host, _, port = NATS_URL.removeprefix("nats://").partition(":")
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, int(port or 4222)), 2
-        )
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    return True
-
-
-@pytest.fixture(params=["redis", "nats"])
-async def bus_url(request: pytest.FixtureRequest) -> str:
-    bus = str(request.param)
-    if not await _reachable(bus):
-        if IN_CI:
-            pytest.fail(BROKER_HOWTO[bus])
-        pytest.skip(BROKER_HOWTO[bus])
-    return REDIS_URL if bus == "redis" else NATS_URL
 
 
 @pytest.fixture
