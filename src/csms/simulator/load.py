@@ -326,8 +326,11 @@ async def _hold_link(
     finally:
         report.online -= 1
         client.reader.cancel()
-        if charge_task is not None and not charge_task.done():
-            charge_task.cancel()
+        if charge_task is not None:
+            if not charge_task.done():
+                charge_task.cancel()
+            # Awaited even when done: a charge the closing link ended with
+            # ConnectionClosed is accounted here, not reported as never retrieved.
             with contextlib.suppress(
                 asyncio.CancelledError, websockets.ConnectionClosed
             ):
