@@ -131,12 +131,13 @@ class RecordFilter:
     flagged: bool | None = None
 
 
-# TODO: a transaction message costs 3-6 ms of CPU here (bench_messages): up to
-# ten ORM statements in one transaction, each ~300 µs of SQLAlchemy, greenlet
-# and driver work. The world's steady state (~860 meter values and ~56 starts
-# or stops a second) needs about a tenth of that: Core statements with fewer
-# round trips (the journal insert and record update in one statement), and
-# no lookups a message does not need.
+# TODO: a transaction message costs 1.5-3 ms of CPU here (bench_messages on
+# PostgreSQL): its statements are built once, but each is still a round trip
+# (~200 µs of driver and greenlet work alone) and a MeterValues makes six. The
+# world's steady state (~860 meter values and ~56 starts or stops a second)
+# needs a fraction of that: messages of many stations group-committed in one
+# transaction with batched statements, as StationWriter does for link and
+# state changes.
 # TODO: transaction messages are not fenced by the station's owner epoch: one
 # arriving on a link a newer one superseded is journaled and applied like a
 # resend (matched by business key, never counted twice), where a fenced write
