@@ -131,6 +131,45 @@ def has_sequence_gap(*, numbers_seen: int, highest: int | None) -> bool:
 _INSERT_ENTRY = insert(cast(Table, TransactionMessage.__table__))
 
 
+def entry(
+    received: Received,
+    *,
+    station_id: str,
+    action: str,
+    transaction_id: str | None,
+    record_id: str | None,
+    message_time: datetime | None,
+    seq_no: int | None = None,
+    event_type: str | None = None,
+    duplicate: bool = False,
+    flags: list[str] | None = None,
+) -> dict[str, Any]:
+    """The journal row of one received transaction message, as insert values."""
+    return {
+        "station_id": station_id,
+        "ocpp_version": received.version.value,
+        "action": action,
+        "message_id": storable_text(received.message_id),
+        "transaction_id": None
+        if transaction_id is None
+        else storable_text(transaction_id),
+        "seq_no": seq_no,
+        "event_type": event_type,
+        "record_id": record_id,
+        "duplicate": duplicate,
+        "message_time": message_time,
+        "received_at": received.received_at,
+        "payload": received.payload,
+        "flags": list(flags or []),
+    }
+
+
+async def write_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Write journal rows (made by :func:`entry`) in the session's transaction,
+    at once: a Core insert, no unit of work; many rows in one statement."""
+    await session.execute(_INSERT_ENTRY, rows[0] if len(rows) == 1 else rows)
+
+
 async def write_entry(
     session: AsyncSession,
     received: Received,
@@ -146,24 +185,21 @@ async def write_entry(
     flags: list[str] | None = None,
 ) -> None:
     """Write the journal row of one received transaction message in the
-    session's transaction, at once (a Core insert, no unit of work)."""
-    await session.execute(
-        _INSERT_ENTRY,
-        {
-            "station_id": station_id,
-            "ocpp_version": received.version.value,
-            "action": action,
-            "message_id": storable_text(received.message_id),
-            "transaction_id": None
-            if transaction_id is None
-            else storable_text(transaction_id),
-            "seq_no": seq_no,
-            "event_type": event_type,
-            "record_id": record_id,
-            "duplicate": duplicate,
-            "message_time": message_time,
-            "received_at": received.received_at,
-            "payload": received.payload,
-            "flags": list(flags or []),
-        },
+    session's transaction, at once."""
+    await write_entries(
+        session,
+        [
+            entry(
+                received,
+                station_id=station_id,
+                action=action,
+                transaction_id=transaction_id,
+                record_id=record_id,
+                message_time=message_time,
+                seq_no=seq_no,
+                event_type=event_type,
+                duplicate=duplicate,
+                flags=flags,
+            )
+        ],
     )
