@@ -26,7 +26,10 @@ this process: the SQLite driver's thread and the package's validation threads
 included), wall µs per message, and — on PostgreSQL — the CPU the database
 server's processes spent per message, read from /proc (the server is shared:
 other work on it counts too). Messages are sent one after another, so wall
-time is latency, not throughput.
+time is latency, not throughput — except in the last row, where
+``TOGETHER`` stations each send a MeterValues at the same moment, round after
+round (their messages share transactions, as a busy fleet's do); there CPU and
+wall time are per message, the wall time a round's divided by its messages.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 WARMUP = 50
 TIMESTAMP = "2026-12-03T10:00:00.000Z"
 PASSWORD = "bench-messages-password-01"
+# Stations sending together in the last row.
+TOGETHER = 50
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,14 @@ async def bench_ours(database_url: str, count: int, *, postgres: bool) -> list[F
                     name=None,
                     password=PASSWORD,
                 )
-                for index, station_id in enumerate(("BENCH-16", "BENCH-201"), 2)
+                for index, station_id in enumerate(
+                    (
+                        "BENCH-16",
+                        "BENCH-201",
+                        *(f"BENCH-16-{n:02d}" for n in range(TOGETHER)),
+                    ),
+                    2,
+                )
             ]
         )
         customer = await csms.customers.register(
@@ -383,6 +395,7 @@ async def _drive_ours(
         return started
 
     transaction_ids = [transaction_id]
+    figures.append(await _together(csms, token, count, postgres=postgres))
     pair = await measure(
         "1.6 StopTransaction + StartTransaction",
         start_stop,
@@ -399,6 +412,68 @@ async def _drive_ours(
         )
     )
     return figures
+
+
+async def _together(csms: Csms, token: str, count: int, *, postgres: bool) -> Figure:
+    """``TOGETHER`` charging stations send a MeterValues each at once, round
+    after round; per message."""
+    gateway = csms.gateway
+    stations: list[tuple[StationConnection, int]] = []
+    for number in range(TOGETHER):
+        connection = await _connect(csms, f"BENCH-16-{number:02d}", OcppVersion.V16)
+        await gateway.handle_frame(
+            connection,
+            _frame(
+                1,
+                "BootNotification",
+                {"chargePointVendor": "Bench", "chargePointModel": "B-16"},
+            ),
+        )
+        started = await gateway.handle_frame(
+            connection,
+            _frame(
+                2,
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": token,
+                    "meterStart": 0,
+                    "timestamp": _now(),
+                },
+            ),
+        )
+        assert started is not None
+        stations.append((connection, int(orjson.loads(started)[2]["transactionId"])))
+
+    async def round_of_meter_values(index: int) -> str | None:
+        replies = await asyncio.gather(
+            *(
+                gateway.handle_frame(
+                    connection,
+                    _frame(
+                        10**6 + index,
+                        "MeterValues",
+                        _meter_values_16(transaction_id, 1000 * (index + 1)),
+                    ),
+                )
+                for connection, transaction_id in stations
+            )
+        )
+        for reply in replies:
+            _check("MeterValues", reply)
+        return replies[-1]
+
+    rounds = max(WARMUP, count // TOGETHER)
+    figure = await measure(
+        "rounds", round_of_meter_values, rounds, watch_postgres=postgres
+    )
+    return Figure(
+        f"1.6 MeterValues, {TOGETHER} stations at once",
+        figure.messages * TOGETHER,
+        figure.cpu_us / TOGETHER,
+        figure.wall_us / TOGETHER,
+        None if figure.database_cpu_us is None else figure.database_cpu_us / TOGETHER,
+    )
 
 
 # -- the `ocpp` package ------------------------------------------------------------
