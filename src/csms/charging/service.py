@@ -16,10 +16,10 @@ knows) is stored and flagged on the record.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import structlog
@@ -85,6 +85,7 @@ from csms.customers.service import (
     TokenAuthorization,
     only_car_id,
 )
+from csms.db.group_commit import GroupCommit
 from csms.events import EventFeed, charge_changed, charge_failed, charges_expired
 from csms.faults import crash_point
 from csms.ocpp.calls import CallFailed, CallTimeout, StationNotConnected
@@ -138,13 +139,13 @@ class RecordFilter:
     flagged: bool | None = None
 
 
-# TODO: 1.6 MeterValues are group-committed (~250 µs of CPU each when 50
-# stations send at once, bench_messages), but a 2.0.1 TransactionEvent costs
-# ~1.6 ms and a start or stop ~3 ms, each in a transaction of its own with
-# several round trips (~200 µs of driver and greenlet work each). The world's
-# steady state (half its meter values are 2.0.1 Updated events) needs those
-# batched the same way; their sequence-number and remote-start checks are what
-# makes that more than a copy of _MeterValuesBatches.
+# TODO: 1.6 MeterValues and 2.0.1 Updated events are group-committed (~250
+# and ~300 µs of CPU each when 50 stations send at once, bench_messages), but
+# a start or stop costs ~3 ms and an Authorize ~0.5 ms, each in a transaction
+# (or a read) of its own with several round trips (~200 µs of driver and
+# greenlet work each): the world's ~56 starts or stops a second cost a tenth
+# of a core. Their remote-start correlation and connector claim are what
+# makes batching them more than a copy of _commit_meter_values.
 # TODO: transaction messages are not fenced by the station's owner epoch: one
 # arriving on a link a newer one superseded is journaled and applied like a
 # resend (matched by business key, never counted twice), where a fenced write
@@ -176,12 +177,28 @@ class ChargingService:
         # downsampled chart data, written later (the journal holds them all).
         self._samples = samples
         # 1.6 MeterValues of many stations share a transaction under load.
-        self._meter_batches = _MeterValuesBatches(sessionmaker)
+        self._meter_batches = GroupCommit(
+            partial(_commit_meter_values, sessionmaker),
+            max_batch=_METER_BATCH,
+            name="meter-values",
+        )
+        # And so do 2.0.1 Updated events of transactions already known.
+        self._updated_batches = GroupCommit(
+            partial(_commit_updated_events, sessionmaker),
+            max_batch=_METER_BATCH,
+            name="updated-events",
+        )
 
     @property
-    def meter_values_batching(self) -> tuple[int, int]:
-        """How many 1.6 MeterValues went into how many commits so far."""
-        return self._meter_batches.messages, self._meter_batches.commits
+    def group_commits(self) -> dict[str, tuple[int, int]]:
+        """How many messages went into how many commits so far, per kind."""
+        return {
+            "MeterValues": (self._meter_batches.messages, self._meter_batches.commits),
+            "TransactionEvent Updated": (
+                self._updated_batches.messages,
+                self._updated_batches.commits,
+            ),
+        }
 
     # -- the customer's side -----------------------------------------------------
 
@@ -382,7 +399,8 @@ class ChargingService:
     # Each method below is one database transaction holding both the message's
     # journal row and its effect on the record, committed before the handler
     # answers: acknowledged means stored, and a retry finds what it repeats.
-    # (1.6 MeterValues of several stations may share one transaction.)
+    # (1.6 MeterValues and 2.0.1 Updated events of several stations may share
+    # one transaction.)
 
     async def authorize(self, id_token: str) -> AuthorizationStatus:
         return (await self._customers.authorize_token(storable_text(id_token))).status
@@ -643,6 +661,14 @@ class ChargingService:
         """
         token = (payload.get("idToken") or {}).get("idToken")
         token = storable_text(token) if token else None
+        if payload["eventType"] == "Updated" and token is None:
+            # The bulk of a charge's events: group-committed with others'.
+            outcome = await self._updated_batches.submit(
+                _updated_event(station_id, payload, received)
+            )
+            if outcome is not None:
+                self._after_event(outcome, payload, received)
+                return None
         authorization = await self._customers.authorize_token(token) if token else None
         try:
             await self._apply_transaction_event(
@@ -706,12 +732,8 @@ class ChargingService:
                 assert record is not None
                 await journal(record, duplicate=True)
                 await session.commit()
-                logger.info(
-                    "charging.transaction.duplicate",
-                    record_id=record.id,
-                    station_id=station_id,
-                    action="TransactionEvent",
-                    seq_no=seq_no,
+                self._after_event(
+                    _EventOutcome(record, duplicate=True), payload, received
                 )
                 return
 
@@ -793,6 +815,24 @@ class ChargingService:
             crash_point("before_commit", "TransactionEvent")
             await session.commit()
             crash_point("after_commit", "TransactionEvent")
+        self._after_event(_EventOutcome(record, duplicate=False), payload, received)
+
+    def _after_event(
+        self, outcome: _EventOutcome, payload: dict[str, Any], received: Received
+    ) -> None:
+        """What follows a 2.0.1 event's commit: chart samples, the live event,
+        the log line."""
+        record = outcome.record
+        if outcome.duplicate:
+            logger.info(
+                "charging.transaction.duplicate",
+                record_id=record.id,
+                station_id=record.station_id,
+                action="TransactionEvent",
+                seq_no=payload["seqNo"],
+            )
+            return
+        event_type = payload["eventType"]
         self._sample(
             record.id,
             payload.get("meterValue") or [],
@@ -803,9 +843,9 @@ class ChargingService:
         logger.info(
             "charging.transaction.event",
             record_id=record.id,
-            station_id=station_id,
+            station_id=record.station_id,
             event_type=event_type,
-            seq_no=seq_no,
+            seq_no=payload["seqNo"],
             state=record.state,
         )
 
@@ -1214,10 +1254,6 @@ class _MeterMessage:
     reading: EnergyReading | None
     flags: list[str]
     received: Received
-    # The record the message moved (None: journaled only), once committed.
-    future: asyncio.Future[ChargeDetailRecord | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
     @property
     def key(self) -> str | None:
@@ -1226,112 +1262,69 @@ class _MeterMessage:
         return _transaction_key_16(self.transaction_id)
 
 
-class _MeterValuesBatches:
-    """One queue for the 1.6 MeterValues of every station of this process.
-
-    Whoever finds no commit running starts one that takes everything queued,
-    up to ``_METER_BATCH`` messages, into one transaction: the resends looked
-    for and the records looked up and locked in one statement each, the
-    readings applied in arrival order, the journal rows inserted in one
-    statement, the records updated, one commit. Alone, a message costs what it
-    did in a transaction of its own; under load, hundreds share the round
-    trips. Nothing is answered before the commit: a failed commit fails every
-    message of the batch, each handled as its own failure was before.
-    """
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self._sessionmaker = sessionmaker
-        self._queue: list[_MeterMessage] = []
-        self._committing: asyncio.Task[None] | None = None
-        # How many messages went into how many commits: the batching at work.
-        self.messages = 0
-        self.commits = 0
-
-    async def submit(self, message: _MeterMessage) -> ChargeDetailRecord | None:
-        self._queue.append(message)
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(
-                self._drain(), name="meter-values-group-commit"
-            )
-        # Shielded: a caller that gives up must not cancel the batch of others.
-        return await asyncio.shield(message.future)
-
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = self._queue[:_METER_BATCH]
-            del self._queue[:_METER_BATCH]
-            try:
-                outcomes = await self._commit(batch)
-            except Exception as exc:
-                for message in batch:
-                    if not message.future.done():
-                        message.future.set_exception(exc)
-                continue
-            self.messages += len(batch)
-            self.commits += 1
-            for message, record in zip(batch, outcomes, strict=True):
-                if not message.future.done():
-                    message.future.set_result(record)
-
-    async def _commit(
-        self, batch: list[_MeterMessage]
-    ) -> list[ChargeDetailRecord | None]:
-        async with self._sessionmaker() as session:
-            resent = await _resent_16(session, batch)
-            keys = sorted(
-                {
-                    (message.station_id, message.key)
-                    for message, again in zip(batch, resent, strict=True)
-                    if message.key is not None and not again
-                }
-            )
-            records: dict[tuple[str, str], ChargeDetailRecord] = {}
-            if keys:
-                found = await session.execute(_FIND_TRANSACTIONS, {"keys": keys})
-                for locked, station_id, transaction_id in found:
-                    records[(station_id, transaction_id)] = locked
-            rows: list[dict[str, Any]] = []
-            outcomes: list[ChargeDetailRecord | None] = []
-            for message, again in zip(batch, resent, strict=True):
-                record: ChargeDetailRecord | None = None
-                flags = list(message.flags)
-                if not again and message.key is not None:
-                    record = records.get((message.station_id, message.key))
-                    if record is None:
-                        # Kept in the journal only: without its start there is
-                        # no record a reading could move.
-                        flags.append("unknown_transaction")
-                        logger.warning(
-                            "charging.meter.unknown_transaction",
-                            station_id=message.station_id,
-                            transaction_id=message.transaction_id,
-                        )
-                if record is not None and message.reading is not None:
-                    _apply_reading(
-                        record,
-                        message.reading,
-                        received_at=message.received.received_at,
-                    )
-                rows.append(
-                    entry(
-                        message.received,
+async def _commit_meter_values(
+    sessionmaker: async_sessionmaker[AsyncSession], batch: list[_MeterMessage]
+) -> list[ChargeDetailRecord | None]:
+    """Write a batch of 1.6 MeterValues in one transaction: the resends found
+    and the records found and locked in one statement each, the readings
+    applied in arrival order, the journal rows inserted in one statement.
+    Each message's outcome is the record it moved (None: journaled only)."""
+    async with sessionmaker() as session:
+        resent = await _resent_16(session, batch)
+        keys = sorted(
+            {
+                (message.station_id, message.key)
+                for message, again in zip(batch, resent, strict=True)
+                if message.key is not None and not again
+            }
+        )
+        records: dict[tuple[str, str], ChargeDetailRecord] = {}
+        if keys:
+            found = await session.execute(_FIND_TRANSACTIONS, {"keys": keys})
+            for locked, station_id, transaction_id in found:
+                records[(station_id, transaction_id)] = locked
+        rows: list[dict[str, Any]] = []
+        outcomes: list[ChargeDetailRecord | None] = []
+        for message, again in zip(batch, resent, strict=True):
+            record: ChargeDetailRecord | None = None
+            flags = list(message.flags)
+            if not again and message.key is not None:
+                record = records.get((message.station_id, message.key))
+                if record is None:
+                    # Kept in the journal only: without its start there is
+                    # no record a reading could move.
+                    flags.append("unknown_transaction")
+                    logger.warning(
+                        "charging.meter.unknown_transaction",
                         station_id=message.station_id,
-                        action="MeterValues",
-                        transaction_id=message.key,
-                        record_id=None if record is None else record.id,
-                        message_time=None
-                        if message.reading is None
-                        else message.reading.timestamp,
-                        duplicate=again,
-                        flags=flags,
+                        transaction_id=message.transaction_id,
                     )
+            if record is not None and message.reading is not None:
+                _apply_reading(
+                    record,
+                    message.reading,
+                    received_at=message.received.received_at,
                 )
-                outcomes.append(record)
-            await write_entries(session, rows)
-            crash_point("before_commit", "MeterValues")
-            await session.commit()
-            crash_point("after_commit", "MeterValues")
-        return outcomes
+            rows.append(
+                entry(
+                    message.received,
+                    station_id=message.station_id,
+                    action="MeterValues",
+                    transaction_id=message.key,
+                    record_id=None if record is None else record.id,
+                    message_time=None
+                    if message.reading is None
+                    else message.reading.timestamp,
+                    duplicate=again,
+                    flags=flags,
+                )
+            )
+            outcomes.append(record)
+        await write_entries(session, rows)
+        crash_point("before_commit", "MeterValues")
+        await session.commit()
+        crash_point("after_commit", "MeterValues")
+    return outcomes
 
 
 async def _resent_16(session: AsyncSession, batch: list[_MeterMessage]) -> list[bool]:
@@ -1377,6 +1370,221 @@ async def _resent_16(session: AsyncSession, batch: list[_MeterMessage]) -> list[
             resent[index] = True
         payloads.append(message.received.payload)
     return resent
+
+
+# -- 2.0.1 Updated events, group-committed ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _UpdatedEvent:
+    """A 2.0.1 TransactionEvent Updated without an idToken."""
+
+    station_id: str
+    transaction_id: str
+    seq_no: int
+    reading: EnergyReading | None
+    time_flags: list[str]
+    received: Received
+
+
+def _updated_event(
+    station_id: str, payload: dict[str, Any], received: Received
+) -> _UpdatedEvent:
+    timestamp = parse_timestamp(payload["timestamp"])
+    return _UpdatedEvent(
+        station_id=station_id,
+        transaction_id=storable_text(payload["transactionInfo"]["transactionId"]),
+        seq_no=int(payload["seqNo"]),
+        reading=latest_energy(payload.get("meterValue") or []),
+        time_flags=_time_flags(timestamp, received),
+        received=received,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _EventOutcome:
+    record: ChargeDetailRecord
+    # A retry of an event applied before: journaled, not applied again.
+    duplicate: bool
+
+
+# What the journal holds of a batch's transactions: how many sequence numbers
+# and the highest, per transaction; and which of the batch's numbers it has.
+_SEQUENCES_SO_FAR = (
+    select(
+        TransactionMessage.station_id,
+        TransactionMessage.transaction_id,
+        func.count(distinct(TransactionMessage.seq_no)),
+        func.max(TransactionMessage.seq_no),
+    )
+    .where(
+        TransactionMessage.received_at >= bindparam("floor"),
+        tuple_(TransactionMessage.station_id, TransactionMessage.transaction_id).in_(
+            bindparam("keys", expanding=True)
+        ),
+        TransactionMessage.duplicate.is_(False),
+    )
+    .group_by(TransactionMessage.station_id, TransactionMessage.transaction_id)
+)
+_SEQUENCE_NUMBERS_SEEN = select(
+    TransactionMessage.station_id,
+    TransactionMessage.transaction_id,
+    TransactionMessage.seq_no,
+).where(
+    TransactionMessage.received_at >= bindparam("floor"),
+    tuple_(
+        TransactionMessage.station_id,
+        TransactionMessage.transaction_id,
+        TransactionMessage.seq_no,
+    ).in_(bindparam("numbers", expanding=True)),
+    TransactionMessage.duplicate.is_(False),
+)
+
+
+async def _find_transactions(
+    session: AsyncSession, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], ChargeDetailRecord]:
+    """The records of these (station, transaction id) keys, locked in id order.
+
+    One statement for many keys on PostgreSQL; one per key otherwise (SQLite
+    does not search its indexes by a list of row values, and serialises
+    writers anyway), and for a single key.
+    """
+    records: dict[tuple[str, str], ChargeDetailRecord] = {}
+    if len(keys) > 1 and session.get_bind().dialect.name == "postgresql":
+        for locked, station_id, transaction_id in await session.execute(
+            _FIND_TRANSACTIONS, {"keys": keys}
+        ):
+            records[(station_id, transaction_id)] = locked
+        return records
+    for station_id, transaction_id in keys:
+        record = await _find_transaction(session, station_id, transaction_id)
+        if record is not None:
+            records[(station_id, transaction_id)] = record
+    return records
+
+
+async def _sequences_so_far(
+    session: AsyncSession,
+    records: dict[tuple[str, str], ChargeDetailRecord],
+    events: list[_UpdatedEvent],
+) -> tuple[dict[tuple[str, str], _Sequence], set[tuple[str, str, int]]]:
+    """What the journal holds of these events' transactions (their records
+    locked): the sequence so far of each, and which (station, transaction,
+    seqNo) it has applied already. Two statements for the batch on
+    PostgreSQL; one per event otherwise, as for ``_find_transactions``."""
+    sequences: dict[tuple[str, str], _Sequence] = {}
+    seen: set[tuple[str, str, int]] = set()
+    if len(events) > 1 and session.get_bind().dialect.name == "postgresql":
+        floor = min(_journal_floor(record) for record in records.values())
+        for station_id, transaction_id, count, highest in await session.execute(
+            _SEQUENCES_SO_FAR, {"floor": floor, "keys": sorted(records)}
+        ):
+            # Matched by key: neither is NULL.
+            sequences[(station_id, str(transaction_id))] = _Sequence(
+                seen=False, numbers_seen=int(count), highest=highest
+            )
+        numbers = sorted(
+            {(event.station_id, event.transaction_id, event.seq_no) for event in events}
+        )
+        for station_id, transaction_id, seq_no in await session.execute(
+            _SEQUENCE_NUMBERS_SEEN, {"floor": floor, "numbers": numbers}
+        ):
+            seen.add((station_id, str(transaction_id), int(seq_no or 0)))
+        return sequences, seen
+    for event in events:
+        key = (event.station_id, event.transaction_id)
+        sequence = await _sequence_so_far(
+            session, records[key], event.station_id, event.transaction_id, event.seq_no
+        )
+        sequences.setdefault(
+            key, _Sequence(False, sequence.numbers_seen, sequence.highest)
+        )
+        if sequence.seen:
+            seen.add((*key, event.seq_no))
+    return sequences, seen
+
+
+async def _commit_updated_events(
+    sessionmaker: async_sessionmaker[AsyncSession], batch: list[_UpdatedEvent]
+) -> list[_EventOutcome | None]:
+    """Write a batch of 2.0.1 Updated events in one transaction, as
+    ``_apply_transaction_event`` writes one: the records found and locked, the
+    journal's sequence numbers read, in one statement each for the batch.
+
+    An event whose transaction has no record yet comes back None, unwritten;
+    so does the whole batch when a copy of one of its events was committed at
+    the same time (SQLite's unique journal index): each then takes the path
+    of its own transaction, which looks again.
+    """
+    try:
+        async with sessionmaker() as session:
+            return await _write_updated_events(session, batch)
+    except IntegrityError:
+        return [None] * len(batch)
+
+
+async def _write_updated_events(
+    session: AsyncSession, batch: list[_UpdatedEvent]
+) -> list[_EventOutcome | None]:
+    keys = sorted({(event.station_id, event.transaction_id) for event in batch})
+    records = await _find_transactions(session, keys)
+    known = [
+        event for event in batch if (event.station_id, event.transaction_id) in records
+    ]
+    if not known:
+        return [None] * len(batch)
+    sequences, seen = await _sequences_so_far(session, records, known)
+    rows: list[dict[str, Any]] = []
+    outcomes: list[_EventOutcome | None] = []
+    released: set[str] = set()
+    for event in batch:
+        key = (event.station_id, event.transaction_id)
+        record = records.get(key)
+        if record is None:
+            outcomes.append(None)
+            continue
+        duplicate = (*key, event.seq_no) in seen
+        if not duplicate:
+            seen.add((*key, event.seq_no))
+            _add_flags(record, *event.time_flags)
+            if event.reading is not None and _awaits_stop(record):
+                if record.meter_start_wh is None:
+                    record.meter_start_wh = event.reading.wh
+                _apply_reading(
+                    record, event.reading, received_at=event.received.received_at
+                )
+            if record.state not in ACTIVE_STATES:
+                released.add(record.id)
+            sequence = sequences.get(key, _Sequence(False, 0, None))
+            sequences[key] = _Sequence(
+                seen=False,
+                numbers_seen=sequence.numbers_seen,
+                highest=sequence.highest,
+            ).with_number(event.seq_no)
+            _flag_sequence_gap(record, sequences[key])
+        rows.append(
+            entry(
+                event.received,
+                station_id=event.station_id,
+                action="TransactionEvent",
+                transaction_id=event.transaction_id,
+                record_id=record.id,
+                message_time=parse_timestamp(event.received.payload["timestamp"]),
+                seq_no=event.seq_no,
+                event_type="Updated",
+                duplicate=duplicate,
+                flags=event.time_flags,
+            )
+        )
+        outcomes.append(_EventOutcome(record, duplicate=duplicate))
+    if released:
+        await session.execute(_RELEASE_RECORDS, {"record_ids": sorted(released)})
+    await write_entries(session, rows)
+    crash_point("before_commit", "TransactionEvent")
+    await session.commit()
+    crash_point("after_commit", "TransactionEvent")
+    return outcomes
 
 
 async def request_stop(
