@@ -26,10 +26,11 @@ this process: the SQLite driver's thread and the package's validation threads
 included), wall µs per message, and — on PostgreSQL — the CPU the database
 server's processes spent per message, read from /proc (the server is shared:
 other work on it counts too). Messages are sent one after another, so wall
-time is latency, not throughput — except in the last row, where
-``TOGETHER`` stations each send a MeterValues at the same moment, round after
-round (their messages share transactions, as a busy fleet's do); there CPU and
-wall time are per message, the wall time a round's divided by its messages.
+time is latency, not throughput — except in the rows "… at once", where
+``TOGETHER`` stations each send a reading at the same moment (1.6 MeterValues,
+2.0.1 TransactionEvent Updated), round after round: their messages share
+transactions, as a busy fleet's do. There CPU and wall time are per message,
+the wall time a round's divided by its messages.
 """
 
 from __future__ import annotations
@@ -240,6 +241,7 @@ async def bench_ours(database_url: str, count: int, *, postgres: bool) -> list[F
                         "BENCH-16",
                         "BENCH-201",
                         *(f"BENCH-16-{n:02d}" for n in range(TOGETHER)),
+                        *(f"BENCH-201-{n:02d}" for n in range(TOGETHER)),
                     ),
                     2,
                 )
@@ -395,7 +397,8 @@ async def _drive_ours(
         return started
 
     transaction_ids = [transaction_id]
-    figures.append(await _together(csms, token, count, postgres=postgres))
+    for version in (OcppVersion.V16, OcppVersion.V201):
+        figures.append(await _together(csms, token, count, version, postgres=postgres))
     pair = await measure(
         "1.6 StopTransaction + StartTransaction",
         start_stop,
@@ -414,61 +417,84 @@ async def _drive_ours(
     return figures
 
 
-async def _together(csms: Csms, token: str, count: int, *, postgres: bool) -> Figure:
-    """``TOGETHER`` charging stations send a MeterValues each at once, round
-    after round; per message."""
+async def _together(
+    csms: Csms, token: str, count: int, version: OcppVersion, *, postgres: bool
+) -> Figure:
+    """``TOGETHER`` charging stations send a meter reading each at once (1.6
+    MeterValues, 2.0.1 TransactionEvent Updated), round after round; per
+    message."""
     gateway = csms.gateway
-    stations: list[tuple[StationConnection, int]] = []
+    v16 = version is OcppVersion.V16
+    prefix = "BENCH-16" if v16 else "BENCH-201"
+    stations: list[tuple[StationConnection, int | str]] = []
     for number in range(TOGETHER):
-        connection = await _connect(csms, f"BENCH-16-{number:02d}", OcppVersion.V16)
-        await gateway.handle_frame(
-            connection,
-            _frame(
-                1,
-                "BootNotification",
-                {"chargePointVendor": "Bench", "chargePointModel": "B-16"},
-            ),
+        connection = await _connect(csms, f"{prefix}-{number:02d}", version)
+        boot = (
+            {"chargePointVendor": "Bench", "chargePointModel": "B-16"}
+            if v16
+            else {
+                "chargingStation": {"vendorName": "Bench", "model": "B-201"},
+                "reason": "PowerUp",
+            }
         )
-        started = await gateway.handle_frame(
-            connection,
-            _frame(
-                2,
-                "StartTransaction",
-                {
-                    "connectorId": 1,
-                    "idTag": token,
-                    "meterStart": 0,
-                    "timestamp": _now(),
-                },
-            ),
-        )
-        assert started is not None
-        stations.append((connection, int(orjson.loads(started)[2]["transactionId"])))
+        await gateway.handle_frame(connection, _frame(1, "BootNotification", boot))
+        if v16:
+            started = await gateway.handle_frame(
+                connection,
+                _frame(
+                    2,
+                    "StartTransaction",
+                    {
+                        "connectorId": 1,
+                        "idTag": token,
+                        "meterStart": 0,
+                        "timestamp": _now(),
+                    },
+                ),
+            )
+            assert started is not None
+            transaction: int | str = int(orjson.loads(started)[2]["transactionId"])
+        else:
+            transaction = f"bench-together-{number:02d}"
+            _check(
+                "TransactionEvent",
+                await gateway.handle_frame(
+                    connection,
+                    _frame(
+                        2,
+                        "TransactionEvent",
+                        _transaction_event(transaction, "Started", 0, 0, token),
+                    ),
+                ),
+            )
+        stations.append((connection, transaction))
 
-    async def round_of_meter_values(index: int) -> str | None:
+    def reading(transaction: int | str, index: int) -> tuple[str, dict[str, Any]]:
+        meter = 1000 * (index + 1)
+        if isinstance(transaction, int):
+            return "MeterValues", _meter_values_16(transaction, meter)
+        return "TransactionEvent", _transaction_event(
+            transaction, "Updated", index + 1, meter, token
+        )
+
+    async def round_of_readings(index: int) -> str | None:
         replies = await asyncio.gather(
             *(
                 gateway.handle_frame(
-                    connection,
-                    _frame(
-                        10**6 + index,
-                        "MeterValues",
-                        _meter_values_16(transaction_id, 1000 * (index + 1)),
-                    ),
+                    connection, _frame(10**6 + index, *reading(transaction, index))
                 )
-                for connection, transaction_id in stations
+                for connection, transaction in stations
             )
         )
         for reply in replies:
-            _check("MeterValues", reply)
+            _check("a reading", reply)
         return replies[-1]
 
     rounds = max(WARMUP, count // TOGETHER)
-    figure = await measure(
-        "rounds", round_of_meter_values, rounds, watch_postgres=postgres
-    )
+    figure = await measure("rounds", round_of_readings, rounds, watch_postgres=postgres)
+    label = "1.6 MeterValues" if v16 else "2.0.1 TransactionEvent Updated"
     return Figure(
-        f"1.6 MeterValues, {TOGETHER} stations at once",
+        f"{label}, {TOGETHER} at once",
         figure.messages * TOGETHER,
         figure.cpu_us / TOGETHER,
         figure.wall_us / TOGETHER,
