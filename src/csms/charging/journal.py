@@ -168,38 +168,3 @@ async def write_entries(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     """Write journal rows (made by :func:`entry`) in the session's transaction,
     at once: a Core insert, no unit of work; many rows in one statement."""
     await session.execute(_INSERT_ENTRY, rows[0] if len(rows) == 1 else rows)
-
-
-async def write_entry(
-    session: AsyncSession,
-    received: Received,
-    *,
-    station_id: str,
-    action: str,
-    transaction_id: str | None,
-    record_id: str | None,
-    message_time: datetime | None,
-    seq_no: int | None = None,
-    event_type: str | None = None,
-    duplicate: bool = False,
-    flags: list[str] | None = None,
-) -> None:
-    """Write the journal row of one received transaction message in the
-    session's transaction, at once."""
-    await write_entries(
-        session,
-        [
-            entry(
-                received,
-                station_id=station_id,
-                action=action,
-                transaction_id=transaction_id,
-                record_id=record_id,
-                message_time=message_time,
-                seq_no=seq_no,
-                event_type=event_type,
-                duplicate=duplicate,
-                flags=flags,
-            )
-        ],
-    )

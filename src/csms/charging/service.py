@@ -65,7 +65,6 @@ from csms.charging.journal import (
     storable_meter,
     storable_text,
     write_entries,
-    write_entry,
 )
 from csms.charging.meter import EnergyReading, latest_energy, parse_timestamp
 from csms.charging.models import (
@@ -440,16 +439,20 @@ class ChargingService:
                 },
             )
             if earlier is not None and earlier.transaction_id is not None:
-                await write_entry(
+                await write_entries(
                     session,
-                    received,
-                    station_id=station_id,
-                    action="StartTransaction",
-                    transaction_id=earlier.transaction_id,
-                    record_id=earlier.id,
-                    message_time=timestamp,
-                    duplicate=True,
-                    flags=time_flags,
+                    [
+                        entry(
+                            received,
+                            station_id=station_id,
+                            action="StartTransaction",
+                            transaction_id=earlier.transaction_id,
+                            record_id=earlier.id,
+                            message_time=timestamp,
+                            duplicate=True,
+                            flags=time_flags,
+                        )
+                    ],
                 )
                 await session.commit()
                 logger.info(
@@ -498,15 +501,19 @@ class ChargingService:
             _hold_transaction_id(
                 session, record, station_id, _transaction_key_16(transaction_id)
             )
-            await write_entry(
+            await write_entries(
                 session,
-                received,
-                station_id=station_id,
-                action="StartTransaction",
-                transaction_id=record.transaction_id,
-                record_id=record.id,
-                message_time=timestamp,
-                flags=time_flags,
+                [
+                    entry(
+                        received,
+                        station_id=station_id,
+                        action="StartTransaction",
+                        transaction_id=record.transaction_id,
+                        record_id=record.id,
+                        message_time=timestamp,
+                        flags=time_flags,
+                    )
+                ],
             )
             crash_point("before_commit", "StartTransaction")
             await session.commit()
@@ -611,16 +618,20 @@ class ChargingService:
             if not duplicate:
                 _add_flags(record, *time_flags)
                 await release_connectors(session, record.id)
-            await write_entry(
+            await write_entries(
                 session,
-                received,
-                station_id=station_id,
-                action="StopTransaction",
-                transaction_id=_transaction_key_16(transaction_id),
-                record_id=record.id,
-                message_time=timestamp,
-                duplicate=duplicate,
-                flags=time_flags,
+                [
+                    entry(
+                        received,
+                        station_id=station_id,
+                        action="StopTransaction",
+                        transaction_id=_transaction_key_16(transaction_id),
+                        record_id=record.id,
+                        message_time=timestamp,
+                        duplicate=duplicate,
+                        flags=time_flags,
+                    )
+                ],
             )
             crash_point("before_commit", "StopTransaction")
             await session.commit()
@@ -704,18 +715,22 @@ class ChargingService:
         async with self._sessionmaker() as session:
 
             async def journal(record: ChargeDetailRecord, *, duplicate: bool) -> None:
-                await write_entry(
+                await write_entries(
                     session,
-                    received,
-                    station_id=station_id,
-                    action="TransactionEvent",
-                    transaction_id=transaction_id,
-                    record_id=record.id,
-                    message_time=timestamp,
-                    seq_no=seq_no,
-                    event_type=event_type,
-                    duplicate=duplicate,
-                    flags=time_flags,
+                    [
+                        entry(
+                            received,
+                            station_id=station_id,
+                            action="TransactionEvent",
+                            transaction_id=transaction_id,
+                            record_id=record.id,
+                            message_time=timestamp,
+                            seq_no=seq_no,
+                            event_type=event_type,
+                            duplicate=duplicate,
+                            flags=time_flags,
+                        )
+                    ],
                 )
 
             # The record is locked first, so that a concurrent copy of this
