@@ -425,6 +425,19 @@ class ChargingService:
         if not 0 <= connector_id <= MAX_CONNECTOR_ID:
             time_flags.append("implausible_connector")
             connector_id = 0
+
+        def journal(record: ChargeDetailRecord, *, duplicate: bool) -> dict[str, Any]:
+            return entry(
+                received,
+                station_id=station_id,
+                action="StartTransaction",
+                transaction_id=record.transaction_id,
+                record_id=record.id,
+                message_time=timestamp,
+                duplicate=duplicate,
+                flags=time_flags,
+            )
+
         async with self._sessionmaker() as session:
             # A retry of a StartTransaction already stored gets the same id back
             # (1.6 has no sequence number: the message's content is its key).
@@ -439,21 +452,7 @@ class ChargingService:
                 },
             )
             if earlier is not None and earlier.transaction_id is not None:
-                await write_entries(
-                    session,
-                    [
-                        entry(
-                            received,
-                            station_id=station_id,
-                            action="StartTransaction",
-                            transaction_id=earlier.transaction_id,
-                            record_id=earlier.id,
-                            message_time=timestamp,
-                            duplicate=True,
-                            flags=time_flags,
-                        )
-                    ],
-                )
+                await write_entries(session, [journal(earlier, duplicate=True)])
                 await session.commit()
                 logger.info(
                     "charging.transaction.duplicate",
@@ -501,20 +500,7 @@ class ChargingService:
             _hold_transaction_id(
                 session, record, station_id, _transaction_key_16(transaction_id)
             )
-            await write_entries(
-                session,
-                [
-                    entry(
-                        received,
-                        station_id=station_id,
-                        action="StartTransaction",
-                        transaction_id=record.transaction_id,
-                        record_id=record.id,
-                        message_time=timestamp,
-                        flags=time_flags,
-                    )
-                ],
-            )
+            await write_entries(session, [journal(record, duplicate=False)])
             crash_point("before_commit", "StartTransaction")
             await session.commit()
             crash_point("after_commit", "StartTransaction")
