@@ -1850,13 +1850,19 @@ def _time_flags(moment: datetime, received: Received) -> list[str]:
 
 
 def _add_flags(record: ChargeDetailRecord, *flags: str) -> None:
-    # A new list, so that the JSON column is seen as changed.
-    record.flags = [*record.flags, *(f for f in flags if f not in record.flags)]
+    # Assigned only when one is new (most calls add none): an assignment makes
+    # the record's UPDATE write the JSON column again. A new list, so that the
+    # change is seen.
+    current = record.flags
+    added = [flag for flag in dict.fromkeys(flags) if flag not in current]
+    if added:
+        record.flags = [*current, *added]
 
 
 def _remove_flags(record: ChargeDetailRecord, *flags: str) -> None:
-    if any(flag in record.flags for flag in flags):
-        record.flags = [f for f in record.flags if f not in flags]
+    current = record.flags
+    if any(flag in current for flag in flags):
+        record.flags = [flag for flag in current if flag not in flags]
 
 
 def _awaits_stop(record: ChargeDetailRecord) -> bool:
