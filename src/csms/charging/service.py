@@ -3,10 +3,11 @@ station's transaction messages, and finishing its Charge Detail Record.
 
 Two edges call in here. The HTTP API asks to start and stop (``start_session``,
 ``stop_session``); the OCPP handlers report what the station did
-(``start_transaction_16``, ``transaction_event_201`` …). Each OCPP method is one
-database transaction, committed before the handler answers the station, that
-writes the message to the journal (``csms.charging.journal``) together with its
-effect on the Charge Detail Record.
+(``start_transaction_16``, ``transaction_event_201`` …). Each OCPP message is
+written to the journal (``csms.charging.journal``) together with its effect on
+the Charge Detail Record, in one database transaction committed before the
+handler answers the station; meter readings of several stations may share one
+(ADR 0009).
 
 Nothing a station sends about a charge is refused for its content: a retry is
 journaled as a duplicate and not applied, and what is suspect (a clock that
@@ -790,10 +791,8 @@ class ChargingService:
                     record.meter_start_wh = reading.wh
                     if record.meter_last_wh is not None:
                         record.energy_wh = max(0, record.meter_last_wh - reading.wh)
-            if reading is not None and _awaits_stop(record):
-                if record.meter_start_wh is None:
-                    record.meter_start_wh = reading.wh
-                _apply_reading(record, reading, received_at=received.received_at)
+            if reading is not None:
+                _apply_event_reading(record, reading, received_at=received.received_at)
             if event_type == "Ended" and _awaits_stop(record):
                 _finish(
                     record,
@@ -1337,7 +1336,7 @@ async def _resent_16(session: AsyncSession, batch: list[_MeterMessage]) -> list[
     TODO: a resend after more than _RESEND_LOOKBACK newer messages of the
     station is journaled again (the record is unaffected).
     """
-    if len(batch) > 1 and session.get_bind().dialect.name == "postgresql":
+    if _in_one_statement(session, len(batch)):
         found = await session.execute(
             _RESENT_IN_BATCH,
             {
@@ -1383,6 +1382,7 @@ class _UpdatedEvent:
     station_id: str
     transaction_id: str
     seq_no: int
+    timestamp: datetime
     reading: EnergyReading | None
     time_flags: list[str]
     received: Received
@@ -1396,6 +1396,7 @@ def _updated_event(
         station_id=station_id,
         transaction_id=storable_text(payload["transactionInfo"]["transactionId"]),
         seq_no=int(payload["seqNo"]),
+        timestamp=timestamp,
         reading=latest_energy(payload.get("meterValue") or []),
         time_flags=_time_flags(timestamp, received),
         received=received,
@@ -1442,17 +1443,22 @@ _SEQUENCE_NUMBERS_SEEN = select(
 )
 
 
+def _in_one_statement(session: AsyncSession, count: int) -> bool:
+    """Whether a batch's lookups of ``count`` items run as one statement: on
+    PostgreSQL, for more than one. SQLite does not search its indexes by a
+    list of row values, and serialises writers anyway."""
+    return count > 1 and session.get_bind().dialect.name == "postgresql"
+
+
 async def _find_transactions(
     session: AsyncSession, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], ChargeDetailRecord]:
     """The records of these (station, transaction id) keys, locked in id order.
 
-    One statement for many keys on PostgreSQL; one per key otherwise (SQLite
-    does not search its indexes by a list of row values, and serialises
-    writers anyway), and for a single key.
+    One statement for many keys, or one per key (``_in_one_statement``).
     """
     records: dict[tuple[str, str], ChargeDetailRecord] = {}
-    if len(keys) > 1 and session.get_bind().dialect.name == "postgresql":
+    if _in_one_statement(session, len(keys)):
         for locked, station_id, transaction_id in await session.execute(
             _FIND_TRANSACTIONS, {"keys": keys}
         ):
@@ -1472,11 +1478,11 @@ async def _sequences_so_far(
 ) -> tuple[dict[tuple[str, str], _Sequence], set[tuple[str, str, int]]]:
     """What the journal holds of these events' transactions (their records
     locked): the sequence so far of each, and which (station, transaction,
-    seqNo) it has applied already. Two statements for the batch on
-    PostgreSQL; one per event otherwise, as for ``_find_transactions``."""
+    seqNo) it has applied already. Two statements for the batch, or one per
+    event (``_in_one_statement``)."""
     sequences: dict[tuple[str, str], _Sequence] = {}
     seen: set[tuple[str, str, int]] = set()
-    if len(events) > 1 and session.get_bind().dialect.name == "postgresql":
+    if _in_one_statement(session, len(events)):
         floor = min(_journal_floor(record) for record in records.values())
         for station_id, transaction_id, count, highest in await session.execute(
             _SEQUENCES_SO_FAR, {"floor": floor, "keys": sorted(records)}
@@ -1549,10 +1555,8 @@ async def _write_updated_events(
         if not duplicate:
             seen.add((*key, event.seq_no))
             _add_flags(record, *event.time_flags)
-            if event.reading is not None and _awaits_stop(record):
-                if record.meter_start_wh is None:
-                    record.meter_start_wh = event.reading.wh
-                _apply_reading(
+            if event.reading is not None:
+                _apply_event_reading(
                     record, event.reading, received_at=event.received.received_at
                 )
             if record.state not in ACTIVE_STATES:
@@ -1571,7 +1575,7 @@ async def _write_updated_events(
                 action="TransactionEvent",
                 transaction_id=event.transaction_id,
                 record_id=record.id,
-                message_time=parse_timestamp(event.received.payload["timestamp"]),
+                message_time=event.timestamp,
                 seq_no=event.seq_no,
                 event_type="Updated",
                 duplicate=duplicate,
@@ -1898,6 +1902,18 @@ def _apply_reading(
     if record.meter_start_wh is not None:
         record.energy_wh = max(0, reading.wh - record.meter_start_wh)
     record.updated_at = received_at
+
+
+def _apply_event_reading(
+    record: ChargeDetailRecord, reading: EnergyReading, *, received_at: datetime
+) -> None:
+    """A 2.0.1 event's energy reading: the first one known is the start meter
+    of a record that has none (its Started is late or lost)."""
+    if not _awaits_stop(record):
+        return
+    if record.meter_start_wh is None:
+        record.meter_start_wh = reading.wh
+    _apply_reading(record, reading, received_at=received_at)
 
 
 def _finish(

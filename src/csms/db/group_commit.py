@@ -59,6 +59,12 @@ class GroupCommit(Generic[Message, Outcome]):
             del self._queue[: self._max_batch]
             try:
                 outcomes = await self._commit([message for message, _ in batch])
+            except asyncio.CancelledError:
+                # Stopping: nobody may wait for ever on a batch never committed.
+                for _, future in [*batch, *self._queue]:
+                    future.cancel()
+                self._queue.clear()
+                raise
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
